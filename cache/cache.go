@@ -1,0 +1,280 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ushka-go/ushka/codec"
+)
+
+// Cache is the cache service that application code receives: the Go form of
+// Ushka's BaseCache. It validates keys and TTLs, encodes values with its
+// codec, counts hits and misses, and runs [GetOrSet] loads once per key, over
+// any [Store]. A Cache is safe for concurrent use; create it with [Open] from
+// configuration or with [New] over a Store.
+type Cache struct {
+	store      Store
+	peek       peeker // store's zero-copy read, when it has one
+	codec      codec.Codec
+	log        *slog.Logger
+	defaultTTL time.Duration
+	closed     atomic.Bool
+	stats      counters
+
+	flightMu sync.Mutex
+	flights  map[flightKey]*flight
+}
+
+// peeker is implemented by a Store that can lend its stored bytes to a
+// function instead of copying them out (the in-memory store), which saves an
+// allocation per read. fn must not keep or modify the slice.
+type peeker interface {
+	Peek(ctx context.Context, key string, fn func([]byte) error) (found bool, err error)
+}
+
+// New returns a Cache over store. It uses [codec.JSON] and [slog.Default]
+// unless opts say otherwise. New panics if store is nil.
+func New(store Store, opts ...Option) *Cache {
+	if store == nil {
+		panic("cache: New: nil Store")
+	}
+	c := &Cache{
+		store: store,
+		codec: codec.JSON,
+		log:   slog.Default(),
+	}
+	c.peek, _ = store.(peeker)
+	for _, o := range opts {
+		if o != nil {
+			o.apply(c)
+		}
+	}
+	return c
+}
+
+// Store returns the store under c.
+func (c *Cache) Store() Store { return c.store }
+
+// Codec returns the codec c encodes values with.
+func (c *Cache) Codec() codec.Codec { return c.codec }
+
+// Stats returns a snapshot of c's counters.
+func (c *Cache) Stats() Stats { return c.stats.snapshot() }
+
+// Get reads the value stored under key into dst, which must be a non-nil
+// pointer: *[]byte and *string receive the stored bytes as they are, any
+// other type is decoded with the cache's codec. A missing or expired key
+// returns found == false and a nil error, leaving dst alone.
+//
+// A stored value that cannot be decoded into dst is an error (and counted),
+// as is a failure of the store.
+func (c *Cache) Get(ctx context.Context, key string, dst any) (found bool, err error) {
+	if err := c.check("get", key); err != nil {
+		return false, err
+	}
+	if dst == nil {
+		return false, fmt.Errorf("cache: get %q: nil destination", key)
+	}
+	found, err = c.read(ctx, key, dst)
+	switch {
+	case err != nil:
+		c.stats.errors.add()
+		return false, fmt.Errorf("cache: get %q: %w", key, err)
+	case !found:
+		c.stats.misses.add()
+		return false, nil
+	}
+	c.stats.hits.add()
+	return true, nil
+}
+
+// read fetches key from the store and decodes it into dst, without counting.
+func (c *Cache) read(ctx context.Context, key string, dst any) (found bool, err error) {
+	decode := func(b []byte) error { return c.decode(b, dst) }
+	if c.peek != nil {
+		return c.peek.Peek(ctx, key, decode)
+	}
+	b, found, err := c.store.Get(ctx, key)
+	if err == nil && found {
+		err = decode(b)
+	}
+	return found, err
+}
+
+// Set stores value under key for ttl. A ttl of 0 means the cache's default
+// TTL ([WithDefaultTTL], default_ttl in ushka.toml), which by default means
+// no expiry; a negative ttl is an error matching [ErrInvalidTTL] and nothing
+// is written. []byte and string values are stored as they are; any other
+// value is encoded with the cache's codec, and one that cannot be encoded is
+// an error. The cache keeps an encoded copy, so changing value afterwards
+// does not change what is cached.
+func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duration) error {
+	if err := c.check("set", key); err != nil {
+		return err
+	}
+	if ttl < 0 {
+		return sentinelf(ErrInvalidTTL, "cache: set %q: invalid ttl %s", key, ttl)
+	}
+	b, err := c.encode(value)
+	if err != nil {
+		c.stats.errors.add()
+		return fmt.Errorf("cache: set %q: encode %T: %w", key, value, err)
+	}
+	return c.setBytes(ctx, key, b, ttl)
+}
+
+func (c *Cache) setBytes(ctx context.Context, key string, b []byte, ttl time.Duration) error {
+	if ttl == 0 {
+		ttl = c.defaultTTL
+	}
+	if err := c.store.Set(ctx, key, b, ttl); err != nil {
+		c.stats.errors.add()
+		return fmt.Errorf("cache: set %q: %w", key, err)
+	}
+	c.stats.sets.add()
+	return nil
+}
+
+// Delete removes key. Deleting a missing key is not an error; a store that
+// fails to delete returns its error, since a lost invalidation would serve
+// stale data later.
+func (c *Cache) Delete(ctx context.Context, key string) error {
+	if err := c.check("delete", key); err != nil {
+		return err
+	}
+	if err := c.store.Delete(ctx, key); err != nil {
+		c.stats.errors.add()
+		return fmt.Errorf("cache: delete %q: %w", key, err)
+	}
+	c.stats.deletes.add()
+	return nil
+}
+
+// Clear removes every key of this cache, and no one else's: with Redis, the
+// keys under its key prefix.
+func (c *Cache) Clear(ctx context.Context) error {
+	if c.closed.Load() {
+		return sentinelf(ErrClosed, "cache: clear: cache is closed")
+	}
+	if err := c.store.Clear(ctx); err != nil {
+		c.stats.errors.add()
+		return fmt.Errorf("cache: clear: %w", err)
+	}
+	return nil
+}
+
+// Ping checks that the store is reachable, for a health check. A store that
+// cannot tell (an in-memory store) is always reachable until closed.
+func (c *Cache) Ping(ctx context.Context) error {
+	if c.closed.Load() {
+		return sentinelf(ErrClosed, "cache: ping: cache is closed")
+	}
+	if p, ok := c.store.(Pinger); ok {
+		if err := p.Ping(ctx); err != nil {
+			return fmt.Errorf("cache: ping: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close closes the store, releasing its connections. Every later call
+// returns an error matching [ErrClosed]. Closing twice is not an error.
+func (c *Cache) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if err := c.store.Close(); err != nil {
+		return fmt.Errorf("cache: close: %w", err)
+	}
+	return nil
+}
+
+// Get reads the value stored under key as a T. It is [Cache.Get] with the
+// destination made for you:
+//
+//	report, found, err := cache.Get[Report](ctx, c, "complex_report")
+func Get[T any](ctx context.Context, c *Cache, key string) (T, bool, error) {
+	var v T
+	found, err := c.Get(ctx, key, &v)
+	if err != nil || !found {
+		var zero T
+		return zero, found, err
+	}
+	return v, true, nil
+}
+
+// check applies the rules every call shares: the cache is open and the key
+// is valid.
+func (c *Cache) check(op, key string) error {
+	if c.closed.Load() {
+		return sentinelf(ErrClosed, "cache: %s %q: cache is closed", op, key)
+	}
+	if p := keyProblem(key); p != "" {
+		return sentinelf(ErrInvalidKey, "cache: %s: invalid key: %s", op, p)
+	}
+	return nil
+}
+
+// ValidateKey reports whether key is acceptable: 1 to [MaxKeyLen] bytes.
+// Any bytes are allowed. The error matches [ErrInvalidKey].
+func ValidateKey(key string) error {
+	if p := keyProblem(key); p != "" {
+		return sentinelf(ErrInvalidKey, "cache: invalid key: %s", p)
+	}
+	return nil
+}
+
+func keyProblem(key string) string {
+	switch {
+	case key == "":
+		return "empty"
+	case len(key) > MaxKeyLen:
+		return fmt.Sprintf("%d bytes, longer than %d", len(key), MaxKeyLen)
+	}
+	return ""
+}
+
+func (c *Cache) encode(value any) ([]byte, error) {
+	switch v := value.(type) {
+	case []byte:
+		if v == nil {
+			return []byte{}, nil
+		}
+		return append([]byte(nil), v...), nil
+	case string:
+		return []byte(v), nil
+	}
+	return c.codec.Marshal(value)
+}
+
+// errNotPointer is returned when Get is given a destination it cannot fill.
+var errNotPointer = errors.New("destination must be a non-nil pointer")
+
+func (c *Cache) decode(b []byte, dst any) error {
+	switch d := dst.(type) {
+	case *[]byte:
+		if d == nil {
+			return errNotPointer
+		}
+		*d = append([]byte(nil), b...)
+		if *d == nil {
+			*d = []byte{}
+		}
+		return nil
+	case *string:
+		if d == nil {
+			return errNotPointer
+		}
+		*d = string(b)
+		return nil
+	}
+	if err := c.codec.Unmarshal(b, dst); err != nil {
+		return fmt.Errorf("decode into %T: %w", dst, err)
+	}
+	return nil
+}

@@ -1,0 +1,32 @@
+// Package cache is Ushka's caching framework: one cache service, configured
+// by the [cache] section of ushka.toml, over a pluggable back end.
+//
+// Application code receives a *[Cache] and calls [Cache.Get], [Cache.Set],
+// [Cache.Delete], [Cache.Clear] and [Cache.Close], or the one-liner
+// [GetOrSet], which does cache-aside (check, compute, store with a TTL)
+// safely under concurrency:
+//
+//	report, err := cache.GetOrSet(ctx, c, "complex_report", time.Minute,
+//		func(ctx context.Context) (Report, error) { return generate(ctx) })
+//
+// Which back end stores the bytes is configuration, not code: [Open] picks
+// the [Store] registered under the configured backend name, "in_memory" (built
+// in) or "redis" (package cache/redis), as database/sql picks a driver. A
+// disabled cache (the default) is a working Cache whose reads miss and whose
+// writes do nothing.
+//
+// # Semantics, on every backend
+//
+//   - A missing or expired key is found == false with a nil error; an expired
+//     value is never returned.
+//   - ttl > 0 expires after ttl, with millisecond precision; ttl == 0 uses the
+//     default TTL, which by default is "never expires"; ttl < 0 is
+//     [ErrInvalidTTL] and nothing is written.
+//   - Keys are 1 to [MaxKeyLen] bytes of anything; others are [ErrInvalidKey].
+//   - Values are encoded by a codec (JSON by default); []byte and string are
+//     stored as they are. What is read back equals what was written, and
+//     changing a value read back never changes the cache.
+//   - After Close, every call returns [ErrClosed].
+//   - A failed Delete or Clear is always returned, never hidden: a lost
+//     invalidation would serve stale data later.
+package cache

@@ -1,0 +1,39 @@
+package cache
+
+import (
+	"fmt"
+
+	"github.com/ushka-go/ushka/internal/errs"
+)
+
+// Sentinel errors. Errors returned by this package wrap them with a few words
+// of context, so match them with [errors.Is]:
+//
+//	err := c.Set(ctx, "user:1", u, -time.Second)
+//	errors.Is(err, cache.ErrInvalidTTL) // true
+var (
+	// ErrInvalidKey reports a key that is empty or longer than [MaxKeyLen] bytes.
+	ErrInvalidKey = errs.ErrInvalidKey
+	// ErrInvalidTTL reports a negative time-to-live.
+	ErrInvalidTTL = errs.ErrInvalidTTL
+	// ErrClosed reports a call on a [Cache] or [Store] after its Close.
+	ErrClosed = errs.ErrClosed
+)
+
+// MaxKeyLen is the longest key, in bytes, that a [Cache] accepts.
+const MaxKeyLen = 1024
+
+// sentinelError carries its own message while matching a sentinel, so that
+// errors read `cache: set "k": invalid ttl -1s` rather than repeating the
+// sentinel's "cache:" prefix, and still satisfy errors.Is.
+type sentinelError struct {
+	msg string
+	is  error
+}
+
+func (e *sentinelError) Error() string { return e.msg }
+func (e *sentinelError) Unwrap() error { return e.is }
+
+func sentinelf(is error, format string, args ...any) error {
+	return &sentinelError{msg: fmt.Sprintf(format, args...), is: is}
+}

@@ -1,0 +1,92 @@
+package cache_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ushka-go/ushka/cache"
+)
+
+// Report is what the seed's ReportService computes.
+type Report struct {
+	GeneratedAt string `json:"generated_at"`
+	Data        []int  `json:"data"`
+}
+
+func ExampleOpen() {
+	ctx := context.Background()
+	// The [cache] section of ushka.toml, as config.Load returns it.
+	c, err := cache.Open(ctx, cache.Config{Enabled: true, Backend: "in_memory"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+
+	_ = c.Set(ctx, "greeting", "hello", time.Minute)
+	var s string
+	found, _ := c.Get(ctx, "greeting", &s)
+	fmt.Println(found, s)
+	// Output: true hello
+}
+
+func ExampleGetOrSet() {
+	ctx := context.Background()
+	c, _ := cache.Open(ctx, cache.Config{Enabled: true})
+	defer c.Close()
+
+	generate := func(context.Context) (Report, error) {
+		fmt.Println("Generating report from SCRATCH")
+		return Report{GeneratedAt: "2026-11-25T10:00:00Z", Data: []int{1, 2, 3}}, nil
+	}
+	for range 2 {
+		r, err := cache.GetOrSet(ctx, c, "complex_report", 60*time.Second, generate)
+		fmt.Println(r.Data, err)
+	}
+	// Output:
+	// Generating report from SCRATCH
+	// [1 2 3] <nil>
+	// [1 2 3] <nil>
+}
+
+func ExampleGet() {
+	ctx := context.Background()
+	c, _ := cache.Open(ctx, cache.Config{Enabled: true})
+	defer c.Close()
+
+	_ = c.Set(ctx, "report", Report{Data: []int{1, 2, 3}}, time.Minute)
+	r, found, err := cache.Get[Report](ctx, c, "report")
+	fmt.Println(r.Data, found, err)
+	_, found, err = cache.Get[Report](ctx, c, "missing")
+	fmt.Println(found, err)
+	// Output:
+	// [1 2 3] true <nil>
+	// false <nil>
+}
+
+func ExampleCache_Set() {
+	ctx := context.Background()
+	c, _ := cache.Open(ctx, cache.Config{Enabled: true})
+	defer c.Close()
+
+	err := c.Set(ctx, "user:1", map[string]string{"name": "Ada"}, 10*time.Minute)
+	fmt.Println(err)
+	err = c.Set(ctx, "user:1", "x", -time.Second)
+	fmt.Println(err)
+	// Output:
+	// <nil>
+	// cache: set "user:1": invalid ttl -1s
+}
+
+func ExampleOpen_disabled() {
+	ctx := context.Background()
+	c, _ := cache.Open(ctx, cache.Config{Enabled: false}) // the default
+	defer c.Close()
+
+	_ = c.Set(ctx, "k", "v", 0)
+	var s string
+	found, err := c.Get(ctx, "k", &s)
+	fmt.Println(found, err)
+	// Output: false <nil>
+}

@@ -1,0 +1,64 @@
+package cache
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ushka-go/ushka/codec"
+)
+
+// Option configures a [Cache] in [New] or [Open]: what only code can set,
+// beside what ushka.toml sets through [Config].
+type Option interface {
+	apply(*Cache)
+	String() string
+}
+
+type optionFunc struct {
+	name string
+	fn   func(*Cache)
+}
+
+func (o optionFunc) apply(c *Cache) { o.fn(c) }
+func (o optionFunc) String() string { return o.name }
+
+// WithCodec sets the codec of values other than []byte and string.
+// The default is [codec.JSON].
+func WithCodec(cd codec.Codec) Option {
+	return optionFunc{fmt.Sprintf("WithCodec(%s)", codecName(cd)), func(c *Cache) {
+		if cd != nil {
+			c.codec = cd
+		}
+	}}
+}
+
+// WithLogger sets the logger that reports the errors a [Cache] handles
+// itself instead of returning them (a failed read in [GetOrSet], a failed
+// store of a loaded value). The default is [slog.Default] at the time of New.
+// A nil logger discards them.
+func WithLogger(l *slog.Logger) Option {
+	return optionFunc{"WithLogger", func(c *Cache) {
+		if l == nil {
+			l = slog.New(slog.DiscardHandler)
+		}
+		c.log = l
+	}}
+}
+
+// WithDefaultTTL sets the time-to-live of entries written with ttl == 0.
+// The default, 0, means such entries do not expire. A negative d is ignored.
+func WithDefaultTTL(d time.Duration) Option {
+	return optionFunc{fmt.Sprintf("WithDefaultTTL(%s)", d), func(c *Cache) {
+		if d >= 0 {
+			c.defaultTTL = d
+		}
+	}}
+}
+
+func codecName(cd codec.Codec) string {
+	if cd == nil {
+		return "nil"
+	}
+	return cd.Name()
+}

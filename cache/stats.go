@@ -1,0 +1,53 @@
+package cache
+
+import "sync/atomic"
+
+// Stats is a snapshot of a [Cache]'s counters since it was created.
+type Stats struct {
+	// Hits counts reads that found a value.
+	Hits uint64 `json:"hits"`
+	// Misses counts reads that found nothing (missing or expired).
+	Misses uint64 `json:"misses"`
+	// Sets counts values written.
+	Sets uint64 `json:"sets"`
+	// Deletes counts Delete calls that succeeded.
+	Deletes uint64 `json:"deletes"`
+	// Loads counts calls of a GetOrSet load function.
+	Loads uint64 `json:"loads"`
+	// Errors counts failed operations: store errors, values that could not be
+	// encoded or decoded, failed loads. Invalid keys and TTLs are not counted.
+	Errors uint64 `json:"errors"`
+}
+
+// HitRatio returns Hits / (Hits + Misses), or 0 before any read.
+func (s Stats) HitRatio() float64 {
+	if s.Hits+s.Misses == 0 {
+		return 0
+	}
+	return float64(s.Hits) / float64(s.Hits+s.Misses)
+}
+
+// counter is an atomic counter alone on its cache line, so that goroutines
+// counting hits on one core do not slow those counting misses on another.
+type counter struct {
+	n atomic.Uint64
+	_ [56]byte
+}
+
+func (c *counter) add()         { c.n.Add(1) }
+func (c *counter) load() uint64 { return c.n.Load() }
+
+type counters struct {
+	hits, misses, sets, deletes, loads, errors counter
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{
+		Hits:    c.hits.load(),
+		Misses:  c.misses.load(),
+		Sets:    c.sets.load(),
+		Deletes: c.deletes.load(),
+		Loads:   c.loads.load(),
+		Errors:  c.errors.load(),
+	}
+}

@@ -1,0 +1,106 @@
+// Package codec turns cache values into bytes and back.
+//
+// A [github.com/ushka-go/ushka/cache.Cache] encodes every value with its
+// Codec before it reaches the store, except []byte and string values, which
+// it stores as they are. JSON is the default because what it stores stays
+// readable with redis-cli; Msgpack is smaller and faster to decode.
+package codec
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Codec encodes values to bytes and decodes them back. Implementations must
+// be safe for concurrent use.
+type Codec interface {
+	// Name is the name that selects the codec in configuration ("json").
+	Name() string
+	// Marshal returns the encoding of v. The caller owns the returned slice.
+	Marshal(v any) ([]byte, error)
+	// Unmarshal decodes data into the value v points to. It must not keep
+	// data after it returns.
+	Unmarshal(data []byte, v any) error
+}
+
+// JSON is the default codec: encoding/json, so that values stored in Redis
+// are readable JSON.
+var JSON Codec = jsonCodec{}
+
+// Msgpack encodes values with MessagePack (github.com/vmihailenco/msgpack/v5).
+// Struct fields are named by their json tags when they have no msgpack tag,
+// so one set of tags serves both codecs.
+var Msgpack Codec = msgpackCodec{}
+
+var byName = map[string]Codec{
+	JSON.Name():    JSON,
+	Msgpack.Name(): Msgpack,
+}
+
+// ByName returns the built-in codec with the given name.
+func ByName(name string) (Codec, error) {
+	if c, ok := byName[name]; ok {
+		return c, nil
+	}
+	return nil, fmt.Errorf("codec: unknown codec %q (known: %s)", name, joinNames())
+}
+
+// Names returns the names of the built-in codecs, sorted.
+func Names() []string {
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func joinNames() string {
+	var b bytes.Buffer
+	for i, n := range Names() {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(n)
+	}
+	return b.String()
+}
+
+type jsonCodec struct{}
+
+func (jsonCodec) Name() string                       { return "json" }
+func (jsonCodec) Marshal(v any) ([]byte, error)      { return json.Marshal(v) }
+func (jsonCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+type msgpackCodec struct{}
+
+func (msgpackCodec) Name() string { return "msgpack" }
+
+func (msgpackCodec) Marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	enc.SetCustomStructTag("json")
+	enc.SetOmitEmpty(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return slices.Clip(buf.Bytes()), nil
+}
+
+func (msgpackCodec) Unmarshal(data []byte, v any) error {
+	if err := checkMsgpack(data); err != nil {
+		return err
+	}
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(bytes.NewReader(data))
+	dec.SetCustomStructTag("json")
+	return dec.Decode(v)
+}

@@ -1,0 +1,46 @@
+package config_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ushka-go/ushka/config"
+)
+
+// FuzzParse feeds arbitrary documents to the parser: it must never panic,
+// and must either accept the document or return one single-line *Error that
+// names the file.
+func FuzzParse(f *testing.F) {
+	for _, seed := range []string{
+		"[cache]\nenabled = true\nbackend = \"in_memory\"\n",
+		"[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://localhost:6379/0\"\n",
+		"[cache]\ndefault_ttl = \"1h\"\ntimeout = \"250ms\"\nmax_bytes = \"64MiB\"\ncodec = \"msgpack\"\n",
+		"cache.enabled = true\n",
+		"[cache]\nmax_entries = 10\nkey_prefix = \"a:\"\n",
+		"[cahce]\n",
+		"cache = 5\n",
+		"[cache]\nenabled = \"yes\"\n",
+		"[[cache]]\n",
+		"[cache.sub]\nx = 1\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := config.Parse("ushka.toml", data)
+		if err != nil {
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is a %T, want *config.Error", err, err)
+			}
+			msg := err.Error()
+			if !strings.HasPrefix(msg, "ushka.toml") {
+				t.Fatalf("error %q does not name the file", msg)
+			}
+			return
+		}
+		if err := cfg.Cache.Validate(); err != nil {
+			t.Fatalf("Parse accepted a config that does not validate: %v", err)
+		}
+	})
+}

@@ -1,0 +1,15 @@
+// Package errs holds the sentinel errors that package cache re-exports, so that
+// stores living below cache (internal/memstore) can return them without an
+// import cycle.
+package errs
+
+import "errors"
+
+var (
+	// ErrInvalidKey is re-exported as cache.ErrInvalidKey.
+	ErrInvalidKey = errors.New("cache: invalid key")
+	// ErrInvalidTTL is re-exported as cache.ErrInvalidTTL.
+	ErrInvalidTTL = errors.New("cache: invalid ttl")
+	// ErrClosed is re-exported as cache.ErrClosed.
+	ErrClosed = errors.New("cache: closed")
+)
