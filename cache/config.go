@@ -3,11 +3,11 @@ package cache
 import (
 	"fmt"
 	"log/slog"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/ushka-go/ushka/codec"
+	"github.com/ushka-go/ushka/internal/redisurl"
 )
 
 // Defaults of the [Config] fields that are left zero.
@@ -32,6 +32,9 @@ type Config struct {
 	// RedisURL locates the Redis server, Cluster or Sentinel group of the
 	// redis backend. It hides its password when printed or logged.
 	RedisURL SecretURL
+	// TLSCAFile names a PEM file of certificate authorities that a rediss://
+	// server's certificate is verified with, instead of the system roots.
+	TLSCAFile string
 	// KeyPrefix is put in front of every key in a shared store, so that Clear
 	// removes this application's keys only. Default "ushka:".
 	KeyPrefix string
@@ -90,6 +93,11 @@ func (cfg Config) Validate() error {
 	if cfg.Backend == "redis" && cfg.RedisURL == "" {
 		return bad("redis_url", `is required when backend = "redis"`)
 	}
+	if cfg.RedisURL != "" {
+		if _, err := redisurl.Parse(string(cfg.RedisURL)); err != nil {
+			return &FieldError{Field: "redis_url", Err: err}
+		}
+	}
 	if cfg.Backend != "" {
 		if _, ok := lookup(cfg.Backend); !ok {
 			return bad("backend", "unknown backend %q (registered: %s)", cfg.Backend, strings.Join(Backends(), ", "))
@@ -137,34 +145,4 @@ func (u SecretURL) MarshalText() ([]byte, error) { return []byte(u.String()), ni
 // parameter whose name contains "password", replaced by "***". A URL that
 // does not parse is reduced to its scheme, or to "***", so that a malformed
 // URL never leaks what it holds.
-func Redact(rawURL string) string {
-	if rawURL == "" {
-		return ""
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		if i := strings.Index(rawURL, "://"); i > 0 && !strings.ContainsAny(rawURL[:i], "@:/") {
-			return rawURL[:i] + "://***"
-		}
-		return "***"
-	}
-	// url.URL.String would encode "***" as %2A%2A%2A: mark with a plain
-	// placeholder, then swap it in.
-	const mark = "REDACTED0x2a"
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), mark)
-	}
-	if u.RawQuery != "" {
-		q, changed := u.Query(), false
-		for k := range q {
-			if strings.Contains(strings.ToLower(k), "password") {
-				q.Set(k, mark)
-				changed = true
-			}
-		}
-		if changed {
-			u.RawQuery = q.Encode()
-		}
-	}
-	return strings.ReplaceAll(u.String(), mark, "***")
-}
+func Redact(rawURL string) string { return redisurl.Redact(rawURL) }

@@ -153,6 +153,7 @@ type fileCache struct {
 	Enabled    any `toml:"enabled"`
 	Backend    any `toml:"backend"`
 	RedisURL   any `toml:"redis_url"`
+	TLSCAFile  any `toml:"tls_ca_file"`
 	KeyPrefix  any `toml:"key_prefix"`
 	DefaultTTL any `toml:"default_ttl"`
 	Codec      any `toml:"codec"`
@@ -163,7 +164,7 @@ type fileCache struct {
 
 // knownKeys are the valid dotted keys, for "did you mean" suggestions.
 var knownKeys = []string{
-	"cache", "cache.enabled", "cache.backend", "cache.redis_url", "cache.key_prefix",
+	"cache", "cache.enabled", "cache.backend", "cache.redis_url", "cache.tls_ca_file", "cache.key_prefix",
 	"cache.default_ttl", "cache.codec", "cache.timeout", "cache.max_bytes", "cache.max_entries",
 }
 
@@ -187,6 +188,7 @@ func parse(file string, data []byte) (*Config, sources, error) {
 		{"enabled", c.Enabled, func(v any) (err error) { out.Enabled, err = asBool(v); return }},
 		{"backend", c.Backend, func(v any) (err error) { out.Backend, err = asString(v); return }},
 		{"redis_url", c.RedisURL, func(v any) error { s, err := asString(v); out.RedisURL = cache.SecretURL(s); return err }},
+		{"tls_ca_file", c.TLSCAFile, func(v any) (err error) { out.TLSCAFile, err = asString(v); return }},
 		{"key_prefix", c.KeyPrefix, func(v any) (err error) { out.KeyPrefix, err = asString(v); return }},
 		{"default_ttl", c.DefaultTTL, func(v any) (err error) { out.DefaultTTL, err = asDuration(v); return }},
 		{"codec", c.Codec, func(v any) (err error) { out.Codec, err = asString(v); return }},
@@ -310,7 +312,9 @@ func validate(cfg *Config, src sources) error {
 		return &Error{File: src.file, Key: "cache", Err: err}
 	}
 	key := "cache." + fe.Field
-	if _, set := src.lines[key]; !set && fe.Field == "redis_url" {
+	_, inFile := src.lines[key]
+	_, inEnv := src.env[key]
+	if !inFile && !inEnv && fe.Field == "redis_url" {
 		// A missing required key: point at the line that made it required.
 		e := src.errorAt("cache.backend", fe.Err)
 		e.Key = key

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ushka-go/ushka/cache"
+	_ "github.com/ushka-go/ushka/cache/redis" // the seed's production backend
 	"github.com/ushka-go/ushka/config"
 )
 
@@ -36,6 +37,8 @@ func TestSeedConfigs(t *testing.T) {
 	}{
 		{"in_memory", "[cache]\nenabled = true\nbackend = \"in_memory\"\n",
 			cache.Config{Enabled: true, Backend: "in_memory"}},
+		{"redis", "# in ushka.toml\n\n[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://localhost:6379/0\"\n",
+			cache.Config{Enabled: true, Backend: "redis", RedisURL: "redis://localhost:6379/0"}},
 		{"empty file", "", cache.Config{}},
 		{"every key", `
 [cache]
@@ -90,7 +93,7 @@ func TestMalformed(t *testing.T) {
 		{"misspelt table", "[cahce]\nenabled = true\n",
 			`:1: cahce: unknown table (did you mean "cache"?)`},
 		{"unknown key far from any", "[cache]\ncolour = \"blue\"\n",
-			`:2: cache.colour: unknown key (valid keys: cache.enabled, cache.backend, cache.redis_url, cache.key_prefix, cache.default_ttl, cache.codec, cache.timeout, cache.max_bytes, cache.max_entries)`},
+			`:2: cache.colour: unknown key (valid keys: cache.enabled, cache.backend, cache.redis_url, cache.tls_ca_file, cache.key_prefix, cache.default_ttl, cache.codec, cache.timeout, cache.max_bytes, cache.max_entries)`},
 		{"prefix of a key", "[cache]\nredis = \"redis://x\"\n",
 			`:2: cache.redis: unknown key (did you mean "cache.redis_url"?)`},
 		{"enabled as string", "[cache]\nenabled = \"yes\"\n",
@@ -98,7 +101,13 @@ func TestMalformed(t *testing.T) {
 		{"backend as number", "[cache]\n\nbackend = 3\n",
 			`:3: cache.backend: must be a string, got integer 3`},
 		{"unknown backend", "[cache]\nenabled = true\nbackend = \"memcache\"\n",
-			`:3: cache.backend: unknown backend "memcache" (registered: in_memory)`},
+			`:3: cache.backend: unknown backend "memcache" (registered: in_memory, redis)`},
+		{"malformed redis_url", "[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://:s3cret@localhost:63790000/0\"\n",
+			`:4: cache.redis_url: invalid redis_url "redis://:***@localhost:63790000/0": port "63790000": want a number from 1 to 65535`},
+		{"redis_url without scheme", "[cache]\nbackend = \"redis\"\nredis_url = \"localhost:6379\"\n",
+			`:3: cache.redis_url: invalid redis_url "localhost:6379": missing scheme, as in redis://localhost:6379/0`},
+		{"redis_url unknown parameter", "[cache]\nbackend = \"redis\"\nredis_url = \"redis://h?pool_size=10\"\n",
+			`:3: cache.redis_url: invalid redis_url "redis://h?pool_size=10": unknown parameter(s) pool_size`},
 		{"redis without url", "[cache]\nenabled = true\nbackend = \"redis\"\n",
 			`:3: cache.redis_url: is required when backend = "redis"`},
 		{"ttl as integer seconds", "[cache]\ndefault_ttl = 60\n",
@@ -171,7 +180,7 @@ func TestEnvErrorsNameTheVariable(t *testing.T) {
 	t.Setenv(config.EnvCacheEnabled, "")
 	t.Setenv(config.EnvCacheBackend, "memcache")
 	_, err := config.Load(path)
-	want := `environment variable USHKA_CACHE_BACKEND: cache.backend: unknown backend "memcache" (registered: in_memory)`
+	want := `environment variable USHKA_CACHE_BACKEND: cache.backend: unknown backend "memcache" (registered: in_memory, redis)`
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %v, want %q", err, want)
 	}
@@ -190,8 +199,18 @@ func TestValidationAfterEnv(t *testing.T) {
 	clearEnv(t)
 	path := write(t, "[cache]\nenabled = true\nbackend = \"redis\"\n")
 	t.Setenv(config.EnvCacheRedisURL, "redis://localhost:6379/0")
-	if _, err := config.Load(path); err != nil && strings.Contains(err.Error(), "redis_url") {
+	cfg, err := config.Load(path)
+	if err != nil {
 		t.Fatalf("Load = %v, want the URL from the environment to count", err)
+	}
+	if cfg.Cache.RedisURL != "redis://localhost:6379/0" {
+		t.Fatalf("RedisURL = %q", cfg.Cache.RedisURL)
+	}
+	t.Setenv(config.EnvCacheRedisURL, "redis://:s3cret@h:0")
+	_, err = config.Load(path)
+	want := `environment variable USHKA_CACHE_REDIS_URL: cache.redis_url: invalid redis_url "redis://:***@h:0": port "0": want a number from 1 to 65535`
+	if err == nil || err.Error() != want {
+		t.Fatalf("Load = %v, want %q", err, want)
 	}
 }
 

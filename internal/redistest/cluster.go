@@ -1,0 +1,115 @@
+package redistest
+
+import (
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Cluster is a Redis Cluster of masters without replicas, made with
+// redis-cli --cluster create.
+type Cluster struct {
+	// Nodes are its servers; Nodes[i].Addr are the seed addresses.
+	Nodes []*Server
+	t     testing.TB
+}
+
+// Addrs returns the nodes' addresses.
+func (c *Cluster) Addrs() []string {
+	addrs := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		addrs[i] = n.Addr
+	}
+	return addrs
+}
+
+// StartCluster starts a Cluster of n masters (at least 3) and waits until
+// every node reports cluster_state:ok.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	Require(t, "redis-server", "redis-cli")
+	c := &Cluster{t: t}
+	for range n {
+		c.Nodes = append(c.Nodes, c.startNode())
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	out, err := exec.Command("redis-cli", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	c.waitOK()
+	return c
+}
+
+func (c *Cluster) startNode() *Server {
+	c.t.Helper()
+	dir := shortTempDir(c.t)
+	s := &Server{t: c.t, Dir: dir, Socket: filepath.Join(dir, "redis.sock")}
+	var err error
+	for range 5 {
+		var port int
+		if port, err = freePort(10000); err != nil {
+			c.t.Fatal(err)
+		}
+		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		s.args = []string{
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+			"--dir", dir, "--unixsocket", s.Socket, "--logfile", filepath.Join(dir, "redis.log"),
+			"--cluster-enabled", "yes", "--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--cluster-node-timeout", "3000",
+		}
+		if err = s.start(); err == nil {
+			c.t.Cleanup(s.Stop)
+			return s
+		}
+	}
+	c.t.Fatalf("cluster node did not start: %v", err)
+	return nil
+}
+
+// AddNode starts one more master, joins it to the cluster and moves
+// slots to it with redis-cli --cluster rebalance, as an operator growing the
+// cluster would.
+func (c *Cluster) AddNode() *Server {
+	c.t.Helper()
+	s := c.startNode()
+	if out, err := exec.Command("redis-cli", "--cluster", "add-node", s.Addr, c.Nodes[0].Addr).CombinedOutput(); err != nil {
+		c.t.Fatalf("redis-cli --cluster add-node: %v\n%s", err, out)
+	}
+	c.Nodes = append(c.Nodes, s)
+	c.waitOK()
+	out, err := exec.Command("redis-cli", "--cluster", "rebalance", c.Nodes[0].Addr,
+		"--cluster-use-empty-masters", "--cluster-yes").CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("redis-cli --cluster rebalance: %v\n%s", err, out)
+	}
+	c.waitOK()
+	return s
+}
+
+func (c *Cluster) waitOK() {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := true
+		for _, n := range c.Nodes {
+			info, err := Do(n.Addr, nil, "CLUSTER", "INFO")
+			if err != nil || !strings.Contains(info, "cluster_state:ok") {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal("cluster did not reach cluster_state:ok within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
