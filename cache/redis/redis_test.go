@@ -480,3 +480,17 @@ func TestClusterWithANodeAdded(t *testing.T) {
 		}
 	}
 }
+
+func TestConformanceSentinel(t *testing.T) {
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "mymaster")
+	conformance(t, "redis://"+sentinel.Addr+"?master_set=mymaster")
+	// The data went to the master the Sentinel named.
+	c := openCache(t, cache.Config{RedisURL: cache.SecretURL("redis://" + sentinel.Addr + "?master_set=mymaster")})
+	if err := c.Set(t.Context(), "via-sentinel", "yes", 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := master.Do("GET", "ushka:via-sentinel"); got != "yes" {
+		t.Fatalf("GET on the master = %q", got)
+	}
+}
