@@ -36,10 +36,21 @@ const DefaultPath = "ushka.toml"
 
 // The environment variables that override ushka.toml.
 const (
+	// EnvConfig names the configuration file when the program is not told one.
+	EnvConfig        = "USHKA_CONFIG"
 	EnvCacheEnabled  = "USHKA_CACHE_ENABLED"
 	EnvCacheBackend  = "USHKA_CACHE_BACKEND"
 	EnvCacheRedisURL = "USHKA_CACHE_REDIS_URL"
 )
+
+// Path returns the configuration file to load when none was given: the
+// value of USHKA_CONFIG, or DefaultPath.
+func Path() string {
+	if p := os.Getenv(EnvConfig); p != "" {
+		return p
+	}
+	return DefaultPath
+}
 
 // Config is a loaded ushka.toml, defaults applied.
 type Config struct {

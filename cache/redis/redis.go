@@ -53,6 +53,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -367,6 +368,27 @@ func (s *Store) Clear(ctx context.Context) error {
 }
 
 func (s *Store) clearNode(ctx context.Context, c, node rueidis.Client) error {
+	return s.scan(ctx, node, func(keys []string) error {
+		// One UNLINK per key: in a Cluster, keys of one node may belong to
+		// different slots, and rueidis routes each to its master.
+		cmds := make(rueidis.Commands, 0, len(keys))
+		for _, k := range keys {
+			cmds = append(cmds, c.B().Unlink().Key(k).Build())
+		}
+		uctx, cancel := context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+		for _, r := range c.DoMulti(uctx, cmds...) {
+			if err := r.Error(); err != nil {
+				return fmt.Errorf("unlink: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// scan calls fn with each non-empty batch of the node's keys under the
+// prefix; each SCAN round trip is bounded by the timeout.
+func (s *Store) scan(ctx context.Context, node rueidis.Client, fn func(keys []string) error) error {
 	var cursor uint64
 	for {
 		sctx, cancel := context.WithTimeout(ctx, s.timeout)
@@ -376,23 +398,11 @@ func (s *Store) clearNode(ctx context.Context, c, node rueidis.Client) error {
 			return fmt.Errorf("scan: %w", err)
 		}
 		if len(e.Elements) > 0 {
-			// One UNLINK per key: in a Cluster, keys of one node may belong to
-			// different slots, and rueidis routes each to its master.
-			cmds := make(rueidis.Commands, 0, len(e.Elements))
-			for _, k := range e.Elements {
-				cmds = append(cmds, c.B().Unlink().Key(k).Build())
+			if err := fn(e.Elements); err != nil {
+				return err
 			}
-			uctx, cancel := context.WithTimeout(ctx, s.timeout)
-			for _, r := range c.DoMulti(uctx, cmds...) {
-				if err := r.Error(); err != nil {
-					cancel()
-					return fmt.Errorf("unlink: %w", err)
-				}
-			}
-			cancel()
 		}
-		cursor = e.Cursor
-		if cursor == 0 {
+		if cursor = e.Cursor; cursor == 0 {
 			return nil
 		}
 	}
@@ -430,3 +440,65 @@ func (s *Store) Close() error {
 
 // Prefix returns the key prefix the store puts before every key.
 func (s *Store) Prefix() string { return s.prefix }
+
+// Info is what an operator wants to know about the cache's Redis, as the
+// ushka command's "cache stats" prints it.
+type Info struct {
+	// Keys counts the keys under the store's prefix, on every node.
+	Keys int64 `json:"keys"`
+	// Nodes is how many nodes were asked (masters and replicas of a Cluster).
+	Nodes int `json:"nodes"`
+	// KeyspaceHits and KeyspaceMisses are the servers' lookup counters since
+	// they started, summed over nodes: every client's, not only this cache's.
+	KeyspaceHits   int64 `json:"keyspace_hits"`
+	KeyspaceMisses int64 `json:"keyspace_misses"`
+	// UsedMemory is the servers' used_memory, summed, in bytes.
+	UsedMemory int64 `json:"used_memory_bytes"`
+}
+
+// Info counts the keys under the prefix (with SCAN, as Clear finds them) and
+// reads each node's INFO.
+func (s *Store) Info(ctx context.Context) (Info, error) {
+	var info Info
+	if s.closed.Load() {
+		return info, s.fail("info", cache.ErrClosed)
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	c, err := s.conn(cctx)
+	cancel()
+	if err != nil {
+		return info, s.fail("info", err)
+	}
+	for addr, node := range c.Nodes() {
+		info.Nodes++
+		ictx, cancel := context.WithTimeout(ctx, s.timeout)
+		text, err := node.Do(ictx, node.B().Info().Section("stats").Section("memory").Build()).ToString()
+		cancel()
+		if err != nil {
+			return info, s.fail("info", fmt.Errorf("node %s: %w", addr, err))
+		}
+		for line := range strings.SplitSeq(text, "\n") {
+			k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+			if !ok {
+				continue
+			}
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "keyspace_hits":
+				info.KeyspaceHits += n
+			case "keyspace_misses":
+				info.KeyspaceMisses += n
+			case "used_memory":
+				info.UsedMemory += n
+			}
+		}
+		err = s.scan(ctx, node, func(keys []string) error {
+			info.Keys += int64(len(keys))
+			return nil
+		})
+		if err != nil {
+			return info, s.fail("info", fmt.Errorf("node %s: %w", addr, err))
+		}
+	}
+	return info, nil
+}

@@ -53,4 +53,3 @@ func StartSentinel(t testing.TB, master *Server, masterSet string) *Server {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
-

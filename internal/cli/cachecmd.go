@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ushka-go/ushka/cache"
+	"github.com/ushka-go/ushka/cache/redis"
+)
+
+const cacheUsage = `Usage:
+  ushka cache get    [--config PATH] KEY                   print the stored value; exit 1 when missing
+  ushka cache set    [--config PATH] [--ttl DURATION] KEY VALUE   store VALUE as it is (a string)
+  ushka cache delete [--config PATH] KEY
+  ushka cache clear  [--config PATH] [--yes]               delete every key under key_prefix
+  ushka cache stats  [--config PATH]
+
+These commands reach a shared backend (redis). An in_memory cache lives
+inside one process: ask the running service (GET /cache/stats) instead.
+`
+
+func (e *env) cacheCmd(args []string) int {
+	return e.group("cache", cacheUsage, args, map[string]func([]string) int{
+		"get":    e.cacheGet,
+		"set":    e.cacheSet,
+		"delete": e.cacheDelete,
+		"clear":  e.cacheClear,
+		"stats":  e.cacheStats,
+	})
+}
+
+// openCache loads the config and opens its cache, checking that the backend
+// answers. It refuses caches that cannot be seen from outside a process.
+func (e *env) openCache() (*cache.Cache, cache.Config, int, bool) {
+	cfg, code, ok := e.loadConfig()
+	if !ok {
+		return nil, cache.Config{}, code, false
+	}
+	cc := cfg.Cache
+	switch {
+	case !cc.Enabled:
+		return nil, cc, e.errorf(ExitUsage, "caching is disabled in %s (enabled = false): there is no cache to reach", cfg.File), false
+	case cc.Backend == cache.DefaultBackend:
+		return nil, cc, e.errorf(ExitUsage, "the in_memory backend lives inside one process, so a command run "+
+			"from outside it has nothing to show. Ask the running service (GET /cache/stats, POST /report/refresh), "+
+			"or use a shared backend such as redis"), false
+	}
+	c, err := cache.Open(e.ctx, cc, cache.WithLogger(nil))
+	if err != nil {
+		return nil, cc, e.errorf(ExitUsage, "%v", err), false
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx); err != nil {
+		c.Close()
+		return nil, cc, e.errorf(ExitUnreachable, "the %s backend is unreachable: %v", cc.Backend, err), false
+	}
+	return c, cc, 0, true
+}
+
+// keyCommand parses the arguments of a command whose first argument is a
+// KEY, checks the key, and opens the cache.
+func (e *env) keyCommand(fs *flag.FlagSet, args []string, argNames ...string) ([]string, *cache.Cache, int, bool) {
+	rest, code, ok := e.command(fs, cacheUsage, args, argNames...)
+	if !ok {
+		return nil, nil, code, false
+	}
+	if err := cache.ValidateKey(rest[0]); err != nil {
+		return nil, nil, e.errorf(ExitUsage, "%v", err), false
+	}
+	c, _, code, ok := e.openCache()
+	return rest, c, code, ok
+}
+
+func (e *env) cacheGet(args []string) int {
+	rest, c, code, ok := e.keyCommand(e.flags("cache get"), args, "KEY")
+	if !ok {
+		return code
+	}
+	defer c.Close()
+	var raw []byte
+	found, err := c.Get(e.ctx, rest[0], &raw)
+	if err != nil {
+		return e.errorf(ExitUnreachable, "%v", err)
+	}
+	if !found {
+		return e.errorf(ExitNotFound, "%q not found", rest[0])
+	}
+	fmt.Fprintf(e.stdout, "%s\n", raw)
+	return ExitOK
+}
+
+func (e *env) cacheSet(args []string) int {
+	fs := e.flags("cache set")
+	var ttl time.Duration
+	fs.Var(durationFlag{&ttl}, "ttl", "time to live, such as 60s or 1h (default: the config's default_ttl)")
+	rest, c, code, ok := e.keyCommand(fs, args, "KEY", "VALUE")
+	if !ok {
+		return code
+	}
+	defer c.Close()
+	if err := c.Set(e.ctx, rest[0], rest[1], ttl); err != nil {
+		return e.errorf(ExitUnreachable, "%v", err)
+	}
+	return ExitOK
+}
+
+func (e *env) cacheDelete(args []string) int {
+	rest, c, code, ok := e.keyCommand(e.flags("cache delete"), args, "KEY")
+	if !ok {
+		return code
+	}
+	defer c.Close()
+	if err := c.Delete(e.ctx, rest[0]); err != nil {
+		return e.errorf(ExitUnreachable, "%v", err)
+	}
+	return ExitOK
+}
+
+func (e *env) cacheClear(args []string) int {
+	fs := e.flags("cache clear")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	if _, code, ok := e.command(fs, cacheUsage, args); !ok {
+		return code
+	}
+	c, cc, code, ok := e.openCache()
+	if !ok {
+		return code
+	}
+	defer c.Close()
+	if !*yes {
+		if !isTerminal(e.stdin) {
+			return e.errorf(ExitUsage, "refusing to clear without --yes: standard input is not a terminal to confirm on")
+		}
+		fmt.Fprintf(e.stdout, "Delete every key under %q on %s? [y/N] ", cc.KeyPrefix, cc.RedisURL)
+		answer, _ := bufio.NewReader(e.stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			return e.errorf(ExitUsage, "not confirmed; nothing deleted")
+		}
+	}
+	if err := c.Clear(e.ctx); err != nil {
+		return e.errorf(ExitUnreachable, "%v", err)
+	}
+	fmt.Fprintf(e.stdout, "cleared the keys under %q\n", cc.KeyPrefix)
+	return ExitOK
+}
+
+func (e *env) cacheStats(args []string) int {
+	if _, code, ok := e.command(e.flags("cache stats"), cacheUsage, args); !ok {
+		return code
+	}
+	c, cc, code, ok := e.openCache()
+	if !ok {
+		return code
+	}
+	defer c.Close()
+	rs, ok := c.Store().(*redis.Store)
+	if !ok {
+		return e.errorf(ExitUsage, "the %s backend has no statistics to show from outside the application", cc.Backend)
+	}
+	info, err := rs.Info(e.ctx)
+	if err != nil {
+		return e.errorf(ExitUnreachable, "%v", err)
+	}
+	out := struct {
+		Backend   string  `json:"backend"`
+		URL       string  `json:"redis_url"`
+		KeyPrefix string  `json:"key_prefix"`
+		HitRatio  float64 `json:"server_hit_ratio"`
+		redis.Info
+	}{cc.Backend, cc.RedisURL.String(), cc.KeyPrefix, 0, info}
+	if n := info.KeyspaceHits + info.KeyspaceMisses; n > 0 {
+		out.HitRatio = float64(info.KeyspaceHits) / float64(n)
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(out)
+	return ExitOK
+}
+
+func isTerminal(r any) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

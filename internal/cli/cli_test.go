@@ -1,0 +1,283 @@
+package cli_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ushka-go/ushka/cache"
+	_ "github.com/ushka-go/ushka/cache/redis"
+	"github.com/ushka-go/ushka/internal/redistest"
+)
+
+var binary string
+
+// TestMain builds the ushka binary once; the tests run it as a user would.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ushka-cli-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "ushka")
+	if out, err := exec.Command("go", "build", "-o", binary, "../../cmd/ushka").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func run(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = cleanEnv()
+	cmd.Stdin = strings.NewReader("") // not a terminal
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+// cleanEnv drops USHKA_* variables the developer may have set.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "USHKA_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ushka.toml")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func expect(t *testing.T, r result, code int, stdoutHas, stderrHas string) {
+	t.Helper()
+	if r.code != code || !strings.Contains(r.stdout, stdoutHas) || !strings.Contains(r.stderr, stderrHas) {
+		t.Fatalf("exit %d, stdout %q, stderr %q\nwant exit %d, stdout containing %q, stderr containing %q",
+			r.code, r.stdout, r.stderr, code, stdoutHas, stderrHas)
+	}
+}
+
+func TestHelpOnEveryLevel(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"help"}, {"-h"}, {"serve", "--help"}, {"config", "--help"}, {"config", "check", "--help"},
+		{"cache", "--help"}, {"cache", "get", "--help"}, {"cache", "set", "-h"}, {"cache", "clear", "--help"},
+		{"cache", "stats", "--help"}, {"cache", "delete", "--help"},
+	} {
+		r := run(t, args...)
+		if r.code != 0 || !strings.Contains(r.stdout, "Usage:") {
+			t.Errorf("ushka %v: exit %d, stdout %q, stderr %q; want usage and exit 0", args, r.code, r.stdout, r.stderr)
+		}
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	cfg := writeConfig(t, "[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\n")
+	for _, args := range [][]string{
+		{}, {"frobnicate"}, {"cache"}, {"cache", "frob"}, {"cache", "get", "--config", cfg},
+		{"cache", "get", "--config", cfg, "a", "b"}, {"cache", "set", "--config", cfg, "k"},
+		{"cache", "set", "--config", cfg, "--ttl", "soon", "k", "v"}, {"cache", "set", "--config", cfg, "--ttl", "-1s", "k", "v"},
+		{"serve", "--nope"}, {"cache", "get", "--config", cfg, ""},
+	} {
+		if r := run(t, args...); r.code != 2 {
+			t.Errorf("ushka %v: exit %d (stderr %q), want 2", args, r.code, r.stderr)
+		}
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	good := writeConfig(t, "[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://:s3cret@localhost:6379/0\"\n")
+	r := run(t, "config", "check", "--config", good)
+	expect(t, r, 0, `redis_url   = "redis://:***@localhost:6379/0"`, "")
+	if strings.Contains(r.stdout+r.stderr, "s3cret") {
+		t.Fatalf("config check printed the password: %s", r.stdout)
+	}
+	expect(t, r, 0, `timeout     = "250ms"`, "") // defaults shown
+
+	bad := writeConfig(t, "[cache]\nenabled = true\nbackedn = \"redis\"\n")
+	r = run(t, "config", "check", "--config", bad)
+	expect(t, r, 2, "", bad+`:3: cache.backedn: unknown key (did you mean "cache.backend"?)`)
+
+	// --config before the command names works too.
+	expect(t, run(t, "--config", bad, "config", "check"), 2, "", "cache.backedn")
+}
+
+func TestCacheCommandsRefuseInMemoryAndDisabled(t *testing.T) {
+	mem := writeConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\n")
+	expect(t, run(t, "cache", "get", "--config", mem, "k"), 2, "", "in_memory backend lives inside one process")
+	off := writeConfig(t, "[cache]\nenabled = false\n")
+	expect(t, run(t, "cache", "stats", "--config", off), 2, "", "caching is disabled")
+}
+
+func TestCacheCommandsOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	cfgPath := writeConfig(t, fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://%s/0\"\n", srv.Addr))
+
+	expect(t, run(t, "cache", "set", "--config", cfgPath, "k", `{"a":1}`), 0, "", "")
+	expect(t, run(t, "cache", "get", "--config", cfgPath, "k"), 0, `{"a":1}`+"\n", "")
+	// Flags after the arguments work too.
+	expect(t, run(t, "cache", "get", "k", "--config", cfgPath), 0, `{"a":1}`, "")
+
+	// A Go reader of the value the command stored, into a struct.
+	c, err := cache.Open(t.Context(), cache.Config{Enabled: true, Backend: "redis", RedisURL: cache.SecretURL("redis://" + srv.Addr)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var v struct{ A int }
+	if found, err := c.Get(t.Context(), "k", &v); err != nil || !found || v.A != 1 {
+		t.Fatalf("Go read of a CLI-set value = (%v, %v, %+v)", found, err, v)
+	}
+
+	expect(t, run(t, "cache", "set", "--config", cfgPath, "--ttl", "1h", "with-ttl", "x"), 0, "", "")
+	if pttl := srv.Do("PTTL", "ushka:with-ttl"); pttl == "-1" || pttl == "-2" {
+		t.Fatalf("PTTL after set --ttl 1h = %s", pttl)
+	}
+	expect(t, run(t, "cache", "set", "--config", cfgPath, "neg", "--", "-5"), 0, "", "")
+	expect(t, run(t, "cache", "get", "--config", cfgPath, "neg"), 0, "-5\n", "")
+
+	expect(t, run(t, "cache", "delete", "--config", cfgPath, "k"), 0, "", "")
+	expect(t, run(t, "cache", "get", "--config", cfgPath, "k"), 1, "", `"k" not found`)
+
+	r := run(t, "cache", "stats", "--config", cfgPath)
+	var st struct {
+		Keys     int64  `json:"keys"`
+		URL      string `json:"redis_url"`
+		Prefix   string `json:"key_prefix"`
+		HitRatio float64
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil || st.Keys != 2 || st.Prefix != "ushka:" {
+		t.Fatalf("cache stats: exit %d, %q (%+v), want 2 keys under ushka:", r.code, r.stdout, st)
+	}
+
+	// clear: never without confirmation, and only our keys.
+	srv.Do("SET", "other-app:1", "theirs")
+	srv.Do("SET", "ushkax:1", "theirs")
+	expect(t, run(t, "cache", "clear", "--config", cfgPath), 2, "", "refusing to clear without --yes")
+	if got := srv.Do("EXISTS", "ushka:with-ttl"); got != "1" {
+		t.Fatal("clear without --yes deleted something")
+	}
+	expect(t, run(t, "cache", "clear", "--yes", "--config", cfgPath), 0, `cleared the keys under "ushka:"`, "")
+	if got := srv.Do("DBSIZE"); got != "2" {
+		t.Fatalf("DBSIZE after clear = %s, want the 2 foreign keys", got)
+	}
+	if srv.Do("GET", "other-app:1") != "theirs" || srv.Do("GET", "ushkax:1") != "theirs" {
+		t.Fatal("clear touched another application's keys")
+	}
+}
+
+func TestCacheUnreachable(t *testing.T) {
+	redistest.Require(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	cfgPath := writeConfig(t, fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://:s3cret@%s\"\n", addr))
+	r := run(t, "cache", "get", "--config", cfgPath, "k")
+	expect(t, r, 3, "", "unreachable")
+	if strings.Contains(r.stderr, "s3cret") {
+		t.Fatalf("the password leaked: %s", r.stderr)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestServe(t *testing.T) {
+	cfgPath := writeConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\n")
+	addr := freeAddr(t)
+	cmd := exec.Command(binary, "serve", "--config", cfgPath, "--addr", addr, "--delay", "300ms")
+	cmd.Env = cleanEnv()
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	url := "http://" + addr
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if resp, err := http.Get(url + "/healthz"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ushka serve did not answer: %s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fetch := func() (string, string, time.Duration) {
+		start := time.Now()
+		resp, err := http.Get(url + "/report")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.Header.Get("X-Cache"), string(b), time.Since(start)
+	}
+	x1, body1, d1 := fetch()
+	x2, body2, d2 := fetch()
+	if x1 != "MISS" || x2 != "HIT" || body1 != body2 || d1 < 300*time.Millisecond || d2 >= 300*time.Millisecond {
+		t.Fatalf("GET /report twice = %s in %v, %s in %v (same body: %v); want a slow MISS then a fast HIT",
+			x1, d1, x2, d2, body1 == body2)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ushka serve after SIGTERM: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "shutting down") {
+		t.Fatalf("no graceful shutdown in the logs:\n%s", logs.String())
+	}
+}
+
+func TestServeBadConfig(t *testing.T) {
+	cfgPath := writeConfig(t, "[cache]\nenabled = true\nbackend = \"memcache\"\n")
+	r := run(t, "serve", "--config", cfgPath, "--addr", freeAddr(t))
+	expect(t, r, 2, "", cfgPath+`:3: cache.backend: unknown backend "memcache" (registered: in_memory, redis)`)
+	if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("a config error should be one line, got:\n%s", r.stderr)
+	}
+}

@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/ushka-go/ushka/cache"
+	"github.com/ushka-go/ushka/config"
+	"github.com/ushka-go/ushka/examples/reports"
+	"github.com/ushka-go/ushka/ushkafx"
+)
+
+const serveUsage = `Usage:
+  ushka serve [--config PATH] [--addr HOST:PORT] [--delay DURATION]
+
+Serves the seed's ReportService with the configured cache:
+  GET  /report          the report; X-Cache: MISS when computed, HIT when cached
+  POST /report/refresh  drop the cached report
+  GET  /healthz         200 when the cache backend answers
+  GET  /cache/stats     hits, misses, sets, deletes, loads, errors
+Stops gracefully on SIGINT or SIGTERM, closing the cache.
+`
+
+// DefaultAddr is where ushka serve listens unless told otherwise.
+const DefaultAddr = "localhost:8000"
+
+func (e *env) serve(args []string) int {
+	fs := e.flags("serve")
+	addr := fs.String("addr", DefaultAddr, "address to listen on")
+	delay := reports.DefaultDelay
+	fs.Var(durationFlag{&delay}, "delay", "how long the expensive report takes")
+	if _, code, ok := e.command(fs, serveUsage, args); !ok {
+		return code
+	}
+	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	opts := []fx.Option{
+		fx.NopLogger,
+		ushkafx.Module,
+		fx.Supply(log), // ushkafx gives it to the cache
+		fx.Provide(reports.NewReportService, reports.NewHandler),
+		fx.Decorate(func(s *reports.ReportService) *reports.ReportService {
+			return s.WithDelay(delay).WithLogger(log)
+		}),
+		fx.Invoke(func(lc fx.Lifecycle, h http.Handler, cfg *config.Config, c *cache.Cache) {
+			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+			lc.Append(fx.Hook{
+				OnStart: func(context.Context) error {
+					ln, err := net.Listen("tcp", *addr)
+					if err != nil {
+						return err
+					}
+					go func() {
+						if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+							log.Error("server stopped", "err", err)
+						}
+					}()
+					log.Info("serving the report demo", "addr", "http://"+ln.Addr().String(), "config", cfg.File,
+						"config_found", cfg.Found, "cache_enabled", cfg.Cache.Enabled, "backend", cfg.Cache.Backend)
+					return nil
+				},
+				OnStop: srv.Shutdown, // before the cache closes: fx stops in reverse order
+			})
+		}),
+	}
+	if e.configPath != "" {
+		opts = append(opts, ushkafx.ConfigPath(e.configPath))
+	}
+	app := fx.New(opts...)
+	if err := app.Err(); err != nil {
+		return e.errorf(ExitUsage, "%v", rootCause(err))
+	}
+	startCtx, cancel := context.WithTimeout(e.ctx, 15*time.Second)
+	defer cancel()
+	if err := app.Start(startCtx); err != nil {
+		return e.errorf(ExitUsage, "start: %v", rootCause(err))
+	}
+	<-e.ctx.Done()
+	log.Info("shutting down")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := app.Stop(stopCtx); err != nil {
+		return e.errorf(ExitUsage, "stop: %v", err)
+	}
+	return ExitOK
+}
+
+// rootCause returns the config or cache error inside fx's wrapping, which
+// names every constructor on the way and buries the one line that matters.
+func rootCause(err error) error {
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		return ce
+	}
+	var fe *cache.FieldError
+	if errors.As(err, &fe) {
+		return fmt.Errorf("config: %w", fe)
+	}
+	return err
+}
