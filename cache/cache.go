@@ -19,7 +19,7 @@ import (
 // configuration or with [New] over a Store.
 type Cache struct {
 	store      Store
-	peek       peeker // store's zero-copy read, when it has one
+	borrow     borrower // the store's zero-copy read, when it has one
 	codec      codec.Codec
 	log        *slog.Logger
 	defaultTTL time.Duration
@@ -30,11 +30,11 @@ type Cache struct {
 	flights  map[flightKey]*flight
 }
 
-// peeker is implemented by a Store that can lend its stored bytes to a
-// function instead of copying them out (the in-memory store), which saves an
-// allocation per read. fn must not keep or modify the slice.
-type peeker interface {
-	Peek(ctx context.Context, key string, fn func([]byte) error) (found bool, err error)
+// borrower is implemented by a Store that can lend its stored bytes instead
+// of copying them out (the in-memory store), which saves a copy per read.
+// The caller must not modify them.
+type borrower interface {
+	Borrow(ctx context.Context, key string) ([]byte, bool, error)
 }
 
 // New returns a Cache over store. It uses [codec.JSON] and [slog.Default]
@@ -48,7 +48,7 @@ func New(store Store, opts ...Option) *Cache {
 		codec: codec.JSON,
 		log:   slog.Default(),
 	}
-	c.peek, _ = store.(peeker)
+	c.borrow, _ = store.(borrower)
 	for _, o := range opts {
 		if o != nil {
 			o.apply(c)
@@ -95,13 +95,14 @@ func (c *Cache) Get(ctx context.Context, key string, dst any) (found bool, err e
 
 // read fetches key from the store and decodes it into dst, without counting.
 func (c *Cache) read(ctx context.Context, key string, dst any) (found bool, err error) {
-	decode := func(b []byte) error { return c.decode(b, dst) }
-	if c.peek != nil {
-		return c.peek.Peek(ctx, key, decode)
+	var b []byte
+	if c.borrow != nil {
+		b, found, err = c.borrow.Borrow(ctx, key)
+	} else {
+		b, found, err = c.store.Get(ctx, key)
 	}
-	b, found, err := c.store.Get(ctx, key)
 	if err == nil && found {
-		err = decode(b)
+		err = c.decode(b, dst)
 	}
 	return found, err
 }

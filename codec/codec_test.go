@@ -19,7 +19,7 @@ type sample struct {
 func TestRoundTrip(t *testing.T) {
 	f := 2.5
 	in := sample{Name: "ada", Count: 3, Tags: []string{"a"}, Attrs: map[string]string{"k": "v"}, Blob: []byte{0, 1}, Ptr: &f}
-	for _, cd := range []codec.Codec{codec.JSON, codec.Msgpack} {
+	for _, cd := range []codec.Codec{codec.JSON, codec.StdJSON, codec.Msgpack} {
 		b, err := cd.Marshal(in)
 		if err != nil {
 			t.Fatalf("%s: Marshal = %v", cd.Name(), err)
@@ -62,7 +62,7 @@ func TestByName(t *testing.T) {
 			t.Fatalf("ByName(%q) = (%v, %v)", n, cd, err)
 		}
 	}
-	if _, err := codec.ByName("xml"); err == nil || err.Error() != `codec: unknown codec "xml" (known: json, msgpack)` {
+	if _, err := codec.ByName("xml"); err == nil || err.Error() != `codec: unknown codec "xml" (known: json, msgpack, stdjson)` {
 		t.Fatalf("ByName(xml) = %v", err)
 	}
 }
@@ -70,14 +70,14 @@ func TestByName(t *testing.T) {
 // FuzzDecode feeds arbitrary bytes to each codec's decoder, as a corrupted or
 // foreign cache entry would: it must return an error, never panic.
 func FuzzDecode(f *testing.F) {
-	for _, cd := range []codec.Codec{codec.JSON, codec.Msgpack} {
+	for _, cd := range []codec.Codec{codec.JSON, codec.StdJSON, codec.Msgpack} {
 		b, _ := cd.Marshal(sample{Name: "ada", Tags: []string{"a"}, Attrs: map[string]string{"k": "v"}})
 		f.Add(b)
 	}
 	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff}) // msgpack array32 claiming 4G elements
 	f.Add([]byte(`{"name":`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, cd := range []codec.Codec{codec.JSON, codec.Msgpack} {
+		for _, cd := range []codec.Codec{codec.JSON, codec.StdJSON, codec.Msgpack} {
 			var s sample
 			_ = cd.Unmarshal(data, &s)
 			var v any
@@ -120,5 +120,26 @@ func TestMsgpackCheckAcceptsEveryKind(t *testing.T) {
 	}
 	if len(out) != len(in) {
 		t.Fatalf("decoded %d keys, want %d", len(out), len(in))
+	}
+}
+
+// The default codec must write what encoding/json writes, so that values
+// stay readable and any JSON reader agrees.
+func TestJSONMatchesEncodingJSON(t *testing.T) {
+	f := 0.1
+	values := []any{
+		sample{Name: "<ada & \"bob\">", Count: -3, Tags: []string{"a", "ü"}, Attrs: map[string]string{"z": "1", "a": "2"}, Blob: []byte{0, 255}, Ptr: &f},
+		map[string]any{"b": 1, "a": []any{true, nil, 1.5, "x"}},
+		[]int{}, "plain", 42, nil,
+	}
+	for _, v := range values {
+		got, err := codec.JSON.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := codec.StdJSON.Marshal(v)
+		if string(got) != string(want) {
+			t.Errorf("JSON.Marshal(%#v) = %s, encoding/json writes %s", v, got, want)
+		}
 	}
 }

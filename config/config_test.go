@@ -117,7 +117,7 @@ func TestMalformed(t *testing.T) {
 		{"negative duration", "[cache]\ndefault_ttl = \"-5s\"\n",
 			`:2: cache.default_ttl: must not be negative, got "-5s"`},
 		{"unknown codec", "[cache]\ncodec = \"xml\"\n",
-			`:2: cache.codec: unknown codec "xml" (known: json, msgpack)`},
+			`:2: cache.codec: unknown codec "xml" (known: json, msgpack, stdjson)`},
 		{"bad size", "[cache]\nmax_bytes = \"lots\"\n",
 			`:2: cache.max_bytes: must be a size such as "64MiB", "512KB" or "1000000", got "lots"`},
 		{"negative size", "[cache]\nmax_bytes = -1\n",

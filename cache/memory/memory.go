@@ -58,11 +58,10 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	return s.s.Get(ctx, key)
 }
 
-// Peek calls fn with the stored bytes of key without copying them. fn must
-// not keep or modify the slice. [cache.Cache] uses it to decode without an
-// extra copy.
-func (s *Store) Peek(ctx context.Context, key string, fn func([]byte) error) (bool, error) {
-	return s.s.Peek(ctx, key, fn)
+// Borrow returns the stored bytes of key without copying them; the caller
+// must not modify them. [cache.Cache] uses it to decode without a copy.
+func (s *Store) Borrow(ctx context.Context, key string) ([]byte, bool, error) {
+	return s.s.Borrow(ctx, key)
 }
 
 // Set implements [cache.Store].

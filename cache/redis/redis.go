@@ -88,6 +88,7 @@ type Store struct {
 	prefix  string
 	pattern string // SCAN MATCH pattern of the prefix's keys
 	timeout time.Duration
+	bounds  *timeouts
 	where   string // the redacted URL, for errors
 
 	client atomic.Pointer[clientRef]
@@ -129,6 +130,7 @@ func Open(ctx context.Context, cfg cache.Config) (*Store, error) {
 		prefix:  cfg.KeyPrefix,
 		pattern: escapeGlob(cfg.KeyPrefix) + "*",
 		timeout: cfg.Timeout,
+		bounds:  newTimeouts(cfg.Timeout),
 		where:   cfg.RedisURL.String(),
 	}
 	s.connect() // in the background: the application need not wait for Redis
@@ -267,13 +269,13 @@ func (s *Store) conn(ctx context.Context) (rueidis.Client, error) {
 // client.
 func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc, rueidis.Client, error) {
 	if s.closed.Load() {
-		return ctx, func() {}, nil, cache.ErrClosed
+		return ctx, noop, nil, cache.ErrClosed
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := s.bounds.bound(ctx)
 	c, err := s.conn(ctx)
 	if err != nil {
 		cancel()
-		return ctx, func() {}, nil, err
+		return ctx, noop, nil, err
 	}
 	return ctx, cancel, c, nil
 }

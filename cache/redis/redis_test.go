@@ -345,10 +345,14 @@ func TestTimeoutBoundsEveryCall(t *testing.T) {
 	}
 	srv.Pause()
 	defer srv.Resume()
+	bg := context.Background() // the shared-deadline path; t.Context() is cancelable
 	for name, call := range map[string]func() error{
-		"Get":    func() error { var s string; _, err := c.Get(ctx, "k", &s); return err },
-		"Set":    func() error { return c.Set(ctx, "k", "v", 0) },
-		"Delete": func() error { return c.Delete(ctx, "k") },
+		"Get":               func() error { var s string; _, err := c.Get(ctx, "k", &s); return err },
+		"Set":               func() error { return c.Set(ctx, "k", "v", 0) },
+		"Delete":            func() error { return c.Delete(ctx, "k") },
+		"Get (Background)":  func() error { var s string; _, err := c.Get(bg, "k", &s); return err },
+		"Set (Background)":  func() error { return c.Set(bg, "k", "v", 0) },
+		"Ping (Background)": func() error { return c.Ping(bg) },
 	} {
 		start := time.Now()
 		err := call()

@@ -104,18 +104,19 @@ func (s *Store) Get(_ context.Context, key string) ([]byte, bool, error) {
 	return out, true, nil
 }
 
-// Peek calls fn with the stored bytes of key without copying them, and
-// reports whether key was present. fn must not keep or modify the slice.
-// The front end uses it to decode straight from the stored bytes.
-func (s *Store) Peek(_ context.Context, key string, fn func([]byte) error) (bool, error) {
+// Borrow returns the stored bytes of key without copying them. The caller
+// must not modify them; it may keep them, since a stored slice is never
+// changed (Set replaces it). The front end decodes straight from them,
+// saving a copy per read.
+func (s *Store) Borrow(_ context.Context, key string) ([]byte, bool, error) {
 	if s.closed.Load() {
-		return false, errs.ErrClosed
+		return nil, false, errs.ErrClosed
 	}
 	e, ok := s.c.GetIfPresent(key)
 	if !ok {
-		return false, nil
+		return nil, false, nil
 	}
-	return true, fn(e.data)
+	return e.data, true, nil
 }
 
 // Set stores value under key; the store keeps value without copying it.

@@ -96,10 +96,13 @@ func (c *Cluster) waitOK() {
 	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
+		// Every node must see the cluster as ok and know every other node
+		// (gossip takes a moment after add-node).
 		ok := true
 		for _, n := range c.Nodes {
 			info, err := Do(n.Addr, nil, "CLUSTER", "INFO")
-			if err != nil || !strings.Contains(info, "cluster_state:ok") {
+			if err != nil || !strings.Contains(info, "cluster_state:ok") ||
+				!strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(len(c.Nodes))+"\r") {
 				ok = false
 				break
 			}
