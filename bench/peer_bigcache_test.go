@@ -29,5 +29,5 @@ func (g bigcacheKV) set(key string, v []byte) { _ = g.c.Set(key, v) }
 func (g bigcacheKV) close()                   { _ = g.c.Close() }
 
 var bigcachePeers = []peer{
-	{"bigcache+json", func() store { return codecStore{newBigcache(), stdJSON} }},
+	{"bigcache+json", func() store { return codecStore{newBigcache(), goJSON} }},
 }

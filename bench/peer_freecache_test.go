@@ -13,5 +13,5 @@ func (f freecacheKV) set(key string, v []byte) { _ = f.c.Set([]byte(key), v, 0) 
 func (f freecacheKV) close()                   {}
 
 var freecachePeers = []peer{
-	{"freecache+json", func() store { return codecStore{freecacheKV{freecache.NewCache(256 << 20)}, stdJSON} }},
+	{"freecache+json", func() store { return codecStore{freecacheKV{freecache.NewCache(256 << 20)}, goJSON} }},
 }

@@ -21,5 +21,5 @@ func (g goCacheKV[V]) close()              {}
 
 var goCachePeers = []peer{
 	{"go-cache", func() store { return rawStore{newGoCache[User](), newGoCache[[]byte]()} }},
-	{"go-cache+json", func() store { return codecStore{newGoCache[[]byte](), stdJSON} }},
+	{"go-cache+json", func() store { return codecStore{newGoCache[[]byte](), goJSON} }},
 }

@@ -14,6 +14,7 @@ func (o otterKV[V]) close()                   { o.c.StopAllGoroutines() }
 
 var otterPeers = []peer{
 	{"otter", func() store { return rawStore{newOtter[User](), newOtter[[]byte]()} }},
-	{"otter+json", func() store { return codecStore{newOtter[[]byte](), stdJSON} }},
+	{"otter+json", func() store { return codecStore{newOtter[[]byte](), goJSON} }},
+	{"otter+stdjson", func() store { return codecStore{newOtter[[]byte](), stdJSON} }},
 	{"otter+msgpack", func() store { return codecStore{newOtter[[]byte](), msgpackFunc} }},
 }

@@ -22,5 +22,5 @@ func (r ristrettoKV[V]) wait()                    { r.c.Wait() }
 
 var ristrettoPeers = []peer{
 	{"ristretto", func() store { return rawStore{newRistretto[User](), newRistretto[[]byte]()} }},
-	{"ristretto+json", func() store { return codecStore{newRistretto[[]byte](), stdJSON} }},
+	{"ristretto+json", func() store { return codecStore{newRistretto[[]byte](), goJSON} }},
 }

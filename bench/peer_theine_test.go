@@ -18,5 +18,5 @@ func (t theineKV[V]) close()                   { t.c.Close() }
 
 var theinePeers = []peer{
 	{"theine", func() store { return rawStore{newTheine[User](), newTheine[[]byte]()} }},
-	{"theine+json", func() store { return codecStore{newTheine[[]byte](), stdJSON} }},
+	{"theine+json", func() store { return codecStore{newTheine[[]byte](), goJSON} }},
 }

@@ -57,7 +57,8 @@ func (s rawStore) GetBlob(key string) ([]byte, bool, error) {
 func (s rawStore) Close() { s.users.close(); s.blobs.close() }
 
 // codecStore keeps encoded bytes, as Ushka does and as a remote cache must:
-// the fair comparison.
+// the fair comparison. "+json" peers use goccy/go-json, Ushka's default
+// JSON codec; "+stdjson" encoding/json; "+msgpack" vmihailenco/msgpack.
 type codecStore struct {
 	kv kv[[]byte]
 	c  codecFuncs
@@ -102,7 +103,7 @@ type codecFuncs struct {
 }
 
 var (
-	stdJSON     = codecFuncs{"json", json.Marshal, json.Unmarshal}
+	stdJSON     = codecFuncs{"stdjson", json.Marshal, json.Unmarshal}
 	msgpackFunc = codecFuncs{"msgpack", msgpack.Marshal, msgpack.Unmarshal}
-	goJSON      = codecFuncs{"gojson", gojson.Marshal, gojson.Unmarshal}
+	goJSON      = codecFuncs{"json", gojson.Marshal, gojson.Unmarshal}
 )

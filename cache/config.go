@@ -100,7 +100,11 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.Backend != "" {
 		if _, ok := lookup(cfg.Backend); !ok {
-			return bad("backend", "unknown backend %q (registered: %s)", cfg.Backend, strings.Join(Backends(), ", "))
+			hint := ""
+			if cfg.Backend == "redis" {
+				hint = `; import _ "github.com/ushka-go/ushka/cache/redis" to register it`
+			}
+			return bad("backend", "unknown backend %q (registered: %s)%s", cfg.Backend, strings.Join(Backends(), ", "), hint)
 		}
 	}
 	if cfg.Codec != "" {

@@ -45,6 +45,10 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 		return v, nil
 	case err != nil && (errors.Is(err, ErrInvalidKey) || errors.Is(err, ErrClosed)):
 		return zero, err
+	case ctx.Err() != nil:
+		// The caller gave up: start no load that nobody would wait for, and
+		// do not report the caller's own cancellation as a cache failure.
+		return zero, ctx.Err()
 	case err != nil:
 		c.log.WarnContext(ctx, "cache read failed; loading instead", "key", key, "err", err)
 	}

@@ -172,3 +172,16 @@ func TestGetOrSetUndecodableEntryIsReloaded(t *testing.T) {
 		t.Fatalf("entry after reload = %v, want 5", got)
 	}
 }
+
+func TestGetOrSetCanceledCallerStartsNoLoad(t *testing.T) {
+	c := newCache(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := cache.GetOrSet(ctx, c, "k", 0, func(context.Context) (int, error) {
+		t.Error("load started for a caller that had already given up")
+		return 1, nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("GetOrSet with a canceled context = %v, want context.Canceled", err)
+	}
+}
