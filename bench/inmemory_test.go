@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -82,6 +83,7 @@ func BenchmarkInMemory(b *testing.B) {
 						}
 					}
 					fill(b, s, value)
+					runtime.GC() // each peer starts on a heap without the last one's garbage
 					b.Run(name, func(b *testing.B) { runInMemory(b, s, op, value, dist) })
 					s.Close()
 				}

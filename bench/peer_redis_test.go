@@ -158,7 +158,7 @@ type remotePeer struct {
 var remotePeers = []remotePeer{
 	{"ushka", func(a string) store { return newUshkaRedis(a, "json") }},
 	{"ushka+msgpack", func(a string) store { return newUshkaRedis(a, "msgpack") }},
-	{"ushka/ctx=cancelable", func(a string) store { return withCancelableCtx(newUshkaRedis(a, "json")) }},
+	{"ushka+cancelctx", func(a string) store { return withCancelableCtx(newUshkaRedis(a, "json")) }},
 	{"rueidis+json", newRueidis},
 	{"go-redis+json", newGoRedis},
 	{"go-redis-cache", func(a string) store { return newGoRedisCacheRemote(a, false) }},

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,6 +29,7 @@ func BenchmarkRedis(b *testing.B) {
 					continue
 				}
 				fill(b, s, "struct") // each peer its own values: the codecs differ
+				runtime.GC()
 				b.Run(fmt.Sprintf("op=%s/goroutines=%d/peer=%s", op, g, p.name), func(b *testing.B) {
 					runRemote(b, s, op, g)
 				})

@@ -53,14 +53,17 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 		c.log.WarnContext(ctx, "cache read failed; loading instead", "key", key, "err", err)
 	}
 
+	recheck := err == nil // a store that just failed is not asked twice
 	f, leader := c.joinFlight(flightKey{key, reflect.TypeFor[T]()})
 	if leader {
 		go c.runFlight(ctx, f, key, ttl, func(lctx context.Context) (any, error) {
 			// Another flight may have stored the value between our miss and
 			// this flight's start; read once more before paying for a load.
-			var v T
-			if found, err := c.read(lctx, key, &v); err == nil && found {
-				return v, nil
+			if recheck {
+				var v T
+				if found, err := c.read(lctx, key, &v); err == nil && found {
+					return v, nil
+				}
 			}
 			c.stats.loads.add()
 			return load(lctx)
