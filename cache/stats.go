@@ -37,7 +37,14 @@ type counter struct {
 func (c *counter) add()         { c.n.Add(1) }
 func (c *counter) load() uint64 { return c.n.Load() }
 
+// counters starts with a cache line of padding: without it the hits counter
+// shared a line with the Cache fields every call reads (store, codec,
+// closed), and each hit on one core evicted them from the other's cache.
+// Where the allocator placed the Cache decided whether it happened: reads at
+// two goroutines cost 1x or 2x otter + the same codec from one run to the
+// next (bench/README.md).
 type counters struct {
+	_                                          [64]byte
 	hits, misses, sets, deletes, loads, errors counter
 }
 
