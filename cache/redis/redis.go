@@ -113,6 +113,9 @@ var (
 // tls_ca_file, but not when Redis is unreachable: it starts connecting in the
 // background and reports reachability through [Store.Ping].
 func Open(ctx context.Context, cfg cache.Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil { // a negative timeout, say, when called directly
+		return nil, fmt.Errorf("redis: %w", err)
+	}
 	cfg = cfg.WithDefaults()
 	if cfg.RedisURL == "" {
 		return nil, errors.New(`redis: redis_url is required when backend = "redis"`)

@@ -324,6 +324,10 @@ func TestOpenRejectsBadURL(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "redis_url") {
 		t.Fatalf("Open without a URL = %v", err)
 	}
+	_, err = redis.Open(t.Context(), cache.Config{RedisURL: "redis://h", Timeout: -time.Second})
+	if err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("Open with a negative timeout = %v", err)
+	}
 	_, err = redis.Open(t.Context(), cache.Config{RedisURL: "redis://h", TLSCAFile: "/nonexistent/ca.pem"})
 	if err == nil || !strings.Contains(err.Error(), "tls_ca_file") {
 		t.Fatalf("Open with a CA file on a redis:// URL = %v", err)
