@@ -18,6 +18,7 @@ import (
 	"github.com/ushka-go/ushka/cache/cachetest"
 	"github.com/ushka-go/ushka/cache/memory"
 	"github.com/ushka-go/ushka/codec"
+	"github.com/ushka-go/ushka/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -455,9 +456,8 @@ func (s *failingStore) Clear(ctx context.Context) error {
 func TestFailuresAreReportedNotHidden(t *testing.T) {
 	inner, _ := memory.New(memory.Options{})
 	fs := &failingStore{Store: inner}
-	var logs strings.Builder
-	var mu sync.Mutex
-	c := cache.New(fs, cache.WithLogger(slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))))
+	var logs testutil.Buffer
+	c := cache.New(fs, cache.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	defer c.Close()
 	ctx := t.Context()
 	fs.down.Store(true)
@@ -476,9 +476,7 @@ func TestFailuresAreReportedNotHidden(t *testing.T) {
 	if err != nil || v != "loaded" {
 		t.Fatalf("GetOrSet while down = (%q, %v), want load's value and no error", v, err)
 	}
-	mu.Lock()
 	logged := logs.String()
-	mu.Unlock()
 	if !strings.Contains(logged, "cache read failed") || !strings.Contains(logged, "connection refused") {
 		t.Errorf("GetOrSet did not log the failed read: %q", logged)
 	}
@@ -490,17 +488,6 @@ func TestFailuresAreReportedNotHidden(t *testing.T) {
 	if err := c.Set(ctx, "k", "v", 0); err != nil {
 		t.Fatalf("Set after recovery = %v", err)
 	}
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *strings.Builder
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
 }
 
 func TestRedactPasswordAndQuery(t *testing.T) {

@@ -2,7 +2,6 @@ package config_test
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,16 +10,8 @@ import (
 	"github.com/ushka-go/ushka/cache"
 	_ "github.com/ushka-go/ushka/cache/redis" // the seed's production backend
 	"github.com/ushka-go/ushka/config"
+	"github.com/ushka-go/ushka/internal/testutil"
 )
-
-func write(t *testing.T, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "ushka.toml")
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // clearEnv makes the tests independent of the environment they run in.
 func clearEnv(t *testing.T) {
@@ -57,7 +48,7 @@ max_bytes = "128MiB"
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := config.Load(write(t, tt.file))
+			cfg, err := config.Load(testutil.WriteConfig(t, tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +132,7 @@ func TestMalformed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path := write(t, tt.file)
+			path := testutil.WriteConfig(t, tt.file)
 			_, err := config.Load(path)
 			if err == nil {
 				t.Fatalf("Load = nil error, want %q", tt.want)
@@ -161,7 +152,7 @@ func TestMalformed(t *testing.T) {
 }
 
 func TestEnvOverrides(t *testing.T) {
-	path := write(t, "[cache]\nenabled = false\nbackend = \"in_memory\"\n")
+	path := testutil.WriteConfig(t, "[cache]\nenabled = false\nbackend = \"in_memory\"\n")
 	t.Setenv(config.EnvCacheEnabled, "true")
 	t.Setenv(config.EnvCacheBackend, "in_memory")
 	t.Setenv(config.EnvCacheRedisURL, "redis://:s3cret@cache:6379/2")
@@ -175,7 +166,7 @@ func TestEnvOverrides(t *testing.T) {
 }
 
 func TestEnvErrorsNameTheVariable(t *testing.T) {
-	path := write(t, "[cache]\nenabled = true\n")
+	path := testutil.WriteConfig(t, "[cache]\nenabled = true\n")
 	t.Setenv(config.EnvCacheRedisURL, "")
 	t.Setenv(config.EnvCacheEnabled, "")
 	t.Setenv(config.EnvCacheBackend, "memcache")
@@ -197,7 +188,7 @@ func TestEnvErrorsNameTheVariable(t *testing.T) {
 // without a URL is fine when the URL comes from the environment.
 func TestValidationAfterEnv(t *testing.T) {
 	clearEnv(t)
-	path := write(t, "[cache]\nenabled = true\nbackend = \"redis\"\n")
+	path := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"redis\"\n")
 	t.Setenv(config.EnvCacheRedisURL, "redis://localhost:6379/0")
 	cfg, err := config.Load(path)
 	if err != nil {
@@ -226,7 +217,7 @@ func TestUnreadableFile(t *testing.T) {
 
 func TestErrorsNeverShowThePassword(t *testing.T) {
 	clearEnv(t)
-	path := write(t, "[cache]\nenabled = true\nbackend = \"nope\"\nredis_url = \"redis://:s3cret@h:1\"\n")
+	path := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"nope\"\nredis_url = \"redis://:s3cret@h:1\"\n")
 	_, err := config.Load(path)
 	if err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("error = %v", err)

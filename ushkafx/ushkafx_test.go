@@ -2,8 +2,6 @@ package ushkafx_test
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,26 +13,18 @@ import (
 	"github.com/ushka-go/ushka/cache"
 	"github.com/ushka-go/ushka/config"
 	"github.com/ushka-go/ushka/examples/reports"
+	"github.com/ushka-go/ushka/internal/testutil"
 	"github.com/ushka-go/ushka/ushkafx"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func writeConfig(t *testing.T, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "ushka.toml")
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // TestInjection is the seed's "type-hint BaseCache" in Go: a constructor
 // asks for *cache.Cache and receives the configured one.
 func TestInjection(t *testing.T) {
 	t.Setenv(config.EnvCacheEnabled, "")
 	t.Setenv(config.EnvCacheBackend, "")
-	path := writeConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\nkey_prefix = \"fx:\"\n")
+	path := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\nkey_prefix = \"fx:\"\n")
 	var (
 		svc *reports.ReportService
 		c   *cache.Cache
@@ -64,7 +54,7 @@ func TestInjection(t *testing.T) {
 }
 
 func TestConstructorReceivesCache(t *testing.T) {
-	t.Setenv(config.EnvConfig, writeConfig(t, "[cache]\nenabled = true\n"))
+	t.Setenv(config.EnvConfig, testutil.WriteConfig(t, "[cache]\nenabled = true\n"))
 	var got *cache.Cache
 	app := fxtest.New(t,
 		ushkafx.Module,
@@ -78,7 +68,7 @@ func TestConstructorReceivesCache(t *testing.T) {
 }
 
 func TestBadConfigFailsStart(t *testing.T) {
-	path := writeConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\nbackedn = \"redis\"\n")
+	path := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\nbackedn = \"redis\"\n")
 	app := fx.New(fx.NopLogger, ushkafx.ConfigPath(path), ushkafx.Module,
 		fx.Invoke(func(*cache.Cache) {}))
 	err := app.Err()

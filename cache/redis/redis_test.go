@@ -18,6 +18,7 @@ import (
 	"github.com/ushka-go/ushka/cache/cachetest"
 	"github.com/ushka-go/ushka/cache/redis"
 	"github.com/ushka-go/ushka/internal/redistest"
+	"github.com/ushka-go/ushka/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -234,9 +235,8 @@ func TestPasswords(t *testing.T) {
 	}
 
 	const wrong = "wr0ng-pa55w0rd"
-	var logs strings.Builder
-	var mu sync.Mutex
-	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	var logs testutil.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	url := cache.SecretURL("redis://default:" + wrong + "@" + srv.Addr)
 	bad := openCache(t, cache.Config{RedisURL: url}, cache.WithLogger(logger))
 	var s string
@@ -251,9 +251,7 @@ func TestPasswords(t *testing.T) {
 	if err != nil || v != "loaded" {
 		t.Errorf("GetOrSet with a wrong password = (%q, %v), want load's value", v, err)
 	}
-	mu.Lock()
 	logged := logs.String()
-	mu.Unlock()
 	for _, text := range []string{err2s(err), logged, url.String(), fmt.Sprint(url)} {
 		if strings.Contains(text, wrong) || strings.Contains(text, secret) {
 			t.Errorf("a password leaked: %s", text)
@@ -269,17 +267,6 @@ func err2s(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *strings.Builder
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
 }
 
 func TestOpenDoesNotNeedRedisUp(t *testing.T) {

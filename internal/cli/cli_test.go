@@ -19,6 +19,7 @@ import (
 	"github.com/ushka-go/ushka/cache"
 	_ "github.com/ushka-go/ushka/cache/redis"
 	"github.com/ushka-go/ushka/internal/redistest"
+	"github.com/ushka-go/ushka/internal/testutil"
 )
 
 var binary string
@@ -73,15 +74,6 @@ func cleanEnv() []string {
 	return env
 }
 
-func writeConfig(t *testing.T, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "ushka.toml")
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func expect(t *testing.T, r result, code int, stdoutHas, stderrHas string) {
 	t.Helper()
 	if r.code != code || !strings.Contains(r.stdout, stdoutHas) || !strings.Contains(r.stderr, stderrHas) {
@@ -104,7 +96,7 @@ func TestHelpOnEveryLevel(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	cfg := writeConfig(t, "[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\n")
+	cfg := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:1\"\n")
 	for _, args := range [][]string{
 		{}, {"frobnicate"}, {"cache"}, {"cache", "frob"}, {"cache", "get", "--config", cfg},
 		{"cache", "get", "--config", cfg, "a", "b"}, {"cache", "set", "--config", cfg, "k"},
@@ -118,7 +110,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestConfigCheck(t *testing.T) {
-	good := writeConfig(t, "[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://:s3cret@localhost:6379/0\"\n")
+	good := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://:s3cret@localhost:6379/0\"\n")
 	r := run(t, "config", "check", "--config", good)
 	expect(t, r, 0, `redis_url   = "redis://:***@localhost:6379/0"`, "")
 	if strings.Contains(r.stdout+r.stderr, "s3cret") {
@@ -126,7 +118,7 @@ func TestConfigCheck(t *testing.T) {
 	}
 	expect(t, r, 0, `timeout     = "250ms"`, "") // defaults shown
 
-	bad := writeConfig(t, "[cache]\nenabled = true\nbackedn = \"redis\"\n")
+	bad := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackedn = \"redis\"\n")
 	r = run(t, "config", "check", "--config", bad)
 	expect(t, r, 2, "", bad+`:3: cache.backedn: unknown key (did you mean "cache.backend"?)`)
 
@@ -135,15 +127,15 @@ func TestConfigCheck(t *testing.T) {
 }
 
 func TestCacheCommandsRefuseInMemoryAndDisabled(t *testing.T) {
-	mem := writeConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\n")
+	mem := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\n")
 	expect(t, run(t, "cache", "get", "--config", mem, "k"), 2, "", "in_memory backend lives inside one process")
-	off := writeConfig(t, "[cache]\nenabled = false\n")
+	off := testutil.WriteConfig(t, "[cache]\nenabled = false\n")
 	expect(t, run(t, "cache", "stats", "--config", off), 2, "", "caching is disabled")
 }
 
 func TestCacheCommandsOnRedis(t *testing.T) {
 	srv := redistest.Start(t)
-	cfgPath := writeConfig(t, fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://%s/0\"\n", srv.Addr))
+	cfgPath := testutil.WriteConfig(t, fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://%s/0\"\n", srv.Addr))
 
 	expect(t, run(t, "cache", "set", "--config", cfgPath, "k", `{"a":1}`), 0, "", "")
 	expect(t, run(t, "cache", "get", "--config", cfgPath, "k"), 0, `{"a":1}`+"\n", "")
@@ -206,7 +198,7 @@ func TestCacheUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cfgPath := writeConfig(t, fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://:s3cret@%s\"\n", addr))
+	cfgPath := testutil.WriteConfig(t, fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://:s3cret@%s\"\n", addr))
 	r := run(t, "cache", "get", "--config", cfgPath, "k")
 	expect(t, r, 3, "", "unreachable")
 	if strings.Contains(r.stderr, "s3cret") {
@@ -224,7 +216,7 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestServe(t *testing.T) {
-	cfgPath := writeConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\n")
+	cfgPath := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\n")
 	addr := freeAddr(t)
 	cmd := exec.Command(binary, "serve", "--config", cfgPath, "--addr", addr, "--delay", "300ms")
 	cmd.Env = cleanEnv()
@@ -274,7 +266,7 @@ func TestServe(t *testing.T) {
 }
 
 func TestServeBadConfig(t *testing.T) {
-	cfgPath := writeConfig(t, "[cache]\nenabled = true\nbackend = \"memcache\"\n")
+	cfgPath := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"memcache\"\n")
 	r := run(t, "serve", "--config", cfgPath, "--addr", freeAddr(t))
 	expect(t, r, 2, "", cfgPath+`:3: cache.backend: unknown backend "memcache" (registered: in_memory, redis)`)
 	if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
