@@ -16,6 +16,9 @@ import (
 //   - Within one process, load runs at most once per key at a time: callers
 //     that miss while a load of the same key is running wait for its result
 //     instead of running their own.
+//   - The callers that shared a load all receive the same T value: when T is
+//     a pointer, slice or map, they share what it points to, so treat it as
+//     read-only (the cached copy is encoded and cannot be changed through it).
 //   - A caller whose ctx ends while it waits returns ctx's error; the load
 //     goes on for the others. load receives a context that carries ctx's
 //     values but not its cancellation, since no one waiter owns the load; a
