@@ -156,7 +156,7 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, key string, ttl time.D
 		return
 	}
 	f.val = v
-	if err := c.Set(lctx, key, v, ttl); err != nil {
+	if err := c.Set(lctx, key, v, ttl); err != nil && !errors.Is(err, ErrClosed) {
 		c.log.WarnContext(lctx, "cache store of loaded value failed", "key", key, "err", err)
 	}
 }

@@ -13,8 +13,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
+	"strings"
 
 	gojson "github.com/goccy/go-json"
 	"github.com/vmihailenco/msgpack/v5"
@@ -58,28 +59,12 @@ func ByName(name string) (Codec, error) {
 	if c, ok := byName[name]; ok {
 		return c, nil
 	}
-	return nil, fmt.Errorf("codec: unknown codec %q (known: %s)", name, joinNames())
+	return nil, fmt.Errorf("codec: unknown codec %q (known: %s)", name, strings.Join(Names(), ", "))
 }
 
 // Names returns the names of the built-in codecs, sorted.
 func Names() []string {
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-func joinNames() string {
-	var b bytes.Buffer
-	for i, n := range Names() {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(n)
-	}
-	return b.String()
+	return slices.Sorted(maps.Keys(byName))
 }
 
 type jsonCodec struct{}

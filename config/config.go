@@ -109,29 +109,28 @@ func Load(path string) (*Config, error) {
 	case err != nil:
 		return nil, &Error{File: path, Err: err}
 	}
-	cfg, src, err := parse(path, data)
-	if err != nil {
-		return nil, err
-	}
-	cfg.Found = data != nil
-	if err := applyEnv(&cfg.Cache, src); err != nil {
-		return nil, err
-	}
-	if err := validate(cfg, src); err != nil {
-		return nil, err
-	}
-	cfg.Cache = cfg.Cache.WithDefaults()
-	return cfg, nil
+	return load(path, data, data != nil, true)
 }
 
 // Parse decodes and validates the ushka.toml content data, named file in
 // errors, without reading the environment.
 func Parse(file string, data []byte) (*Config, error) {
+	return load(file, data, true, false)
+}
+
+// load decodes data, applies the environment if env is set, validates the
+// result and fills in the defaults.
+func load(file string, data []byte, found, env bool) (*Config, error) {
 	cfg, src, err := parse(file, data)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Found = true
+	cfg.Found = found
+	if env {
+		if err := applyEnv(&cfg.Cache, src); err != nil {
+			return nil, err
+		}
+	}
 	if err := validate(cfg, src); err != nil {
 		return nil, err
 	}

@@ -268,6 +268,15 @@ func (s *Store) conn(ctx context.Context) (rueidis.Client, error) {
 	return nil, fmt.Errorf("not connected: %w", s.lastErr)
 }
 
+// connWithin returns the client for a call of many round trips (Clear,
+// Info), waiting for a connection at most the timeout; each round trip then
+// bounds itself.
+func (s *Store) connWithin(ctx context.Context) (rueidis.Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.conn(ctx)
+}
+
 // begin starts a call: it bounds ctx by the store's timeout and returns the
 // client.
 func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc, rueidis.Client, error) {
@@ -358,9 +367,7 @@ func (s *Store) Clear(ctx context.Context) error {
 	if s.closed.Load() {
 		return s.fail("clear", cache.ErrClosed)
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.timeout)
-	c, err := s.conn(cctx)
-	cancel()
+	c, err := s.connWithin(ctx)
 	if err != nil {
 		return s.fail("clear", err)
 	}
@@ -443,9 +450,6 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Prefix returns the key prefix the store puts before every key.
-func (s *Store) Prefix() string { return s.prefix }
-
 // Info is what an operator wants to know about the cache's Redis, as the
 // ushka command's "cache stats" prints it.
 type Info struct {
@@ -468,9 +472,7 @@ func (s *Store) Info(ctx context.Context) (Info, error) {
 	if s.closed.Load() {
 		return info, s.fail("info", cache.ErrClosed)
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.timeout)
-	c, err := s.conn(cctx)
-	cancel()
+	c, err := s.connWithin(ctx)
 	if err != nil {
 		return info, s.fail("info", err)
 	}

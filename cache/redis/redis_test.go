@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -240,19 +239,19 @@ func TestPasswords(t *testing.T) {
 	url := cache.SecretURL("redis://default:" + wrong + "@" + srv.Addr)
 	bad := openCache(t, cache.Config{RedisURL: url}, cache.WithLogger(logger))
 	var s string
-	_, err := bad.Get(ctx, "k", &s)
-	if err == nil {
+	_, getErr := bad.Get(ctx, "k", &s)
+	if getErr == nil {
 		t.Fatal("Get with a wrong password = nil error")
 	}
-	if !strings.Contains(err.Error(), "WRONGPASS") && !strings.Contains(err.Error(), "invalid") {
-		t.Errorf("error %q does not say the password is wrong", err)
+	if !strings.Contains(getErr.Error(), "WRONGPASS") && !strings.Contains(getErr.Error(), "invalid") {
+		t.Errorf("error %q does not say the password is wrong", getErr)
 	}
 	v, err := cache.GetOrSet(ctx, bad, "k", 0, func(context.Context) (string, error) { return "loaded", nil })
 	if err != nil || v != "loaded" {
 		t.Errorf("GetOrSet with a wrong password = (%q, %v), want load's value", v, err)
 	}
 	logged := logs.String()
-	for _, text := range []string{err2s(err), logged, url.String(), fmt.Sprint(url)} {
+	for _, text := range []string{getErr.Error(), logged, url.String(), fmt.Sprint(url)} {
 		if strings.Contains(text, wrong) || strings.Contains(text, secret) {
 			t.Errorf("a password leaked: %s", text)
 		}
@@ -262,26 +261,14 @@ func TestPasswords(t *testing.T) {
 	}
 }
 
-func err2s(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
-}
-
 func TestOpenDoesNotNeedRedisUp(t *testing.T) {
 	redistest.Require(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	addr := testutil.UnusedAddr(t) // nothing listens there
 	c := openCache(t, cache.Config{RedisURL: cache.SecretURL("redis://:pw@" + addr), Timeout: 250 * time.Millisecond})
 	ctx := t.Context()
 	start := time.Now()
 	var s string
-	_, err = c.Get(ctx, "k", &s)
+	_, err := c.Get(ctx, "k", &s)
 	if err == nil {
 		t.Fatal("Get with Redis down = nil error")
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -192,12 +191,7 @@ func TestCacheCommandsOnRedis(t *testing.T) {
 
 func TestCacheUnreachable(t *testing.T) {
 	redistest.Require(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testutil.UnusedAddr(t)
 	cfgPath := testutil.WriteConfig(t, fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://:s3cret@%s\"\n", addr))
 	r := run(t, "cache", "get", "--config", cfgPath, "k")
 	expect(t, r, 3, "", "unreachable")
@@ -206,18 +200,9 @@ func TestCacheUnreachable(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func TestServe(t *testing.T) {
 	cfgPath := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\n")
-	addr := freeAddr(t)
+	addr := testutil.UnusedAddr(t)
 	cmd := exec.Command(binary, "serve", "--config", cfgPath, "--addr", addr, "--delay", "300ms")
 	cmd.Env = cleanEnv()
 	var logs bytes.Buffer
@@ -267,7 +252,7 @@ func TestServe(t *testing.T) {
 
 func TestServeBadConfig(t *testing.T) {
 	cfgPath := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"memcache\"\n")
-	r := run(t, "serve", "--config", cfgPath, "--addr", freeAddr(t))
+	r := run(t, "serve", "--config", cfgPath, "--addr", testutil.UnusedAddr(t))
 	expect(t, r, 2, "", cfgPath+`:3: cache.backend: unknown backend "memcache" (registered: in_memory, redis)`)
 	if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Errorf("a config error should be one line, got:\n%s", r.stderr)

@@ -162,7 +162,3 @@ func (s *Store) Len() int {
 	s.c.CleanUp()
 	return s.c.EstimatedSize()
 }
-
-// WeightedSize returns the approximate bytes held, as the bound counts them,
-// or the number of entries when the store is bounded by entries.
-func (s *Store) WeightedSize() uint64 { return s.c.WeightedSize() }

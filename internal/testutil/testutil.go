@@ -2,6 +2,7 @@
 package testutil
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,18 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// UnusedAddr returns a loopback host:port that nothing listens on (it was
+// free a moment ago): a server that is down, or a port to listen on.
+func UnusedAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // WriteConfig writes content to ushka.toml in a new temporary directory and
