@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/ushka-go/ushka/internal/errs"
 )
@@ -14,11 +15,22 @@ import (
 var (
 	// ErrInvalidKey reports a key that is empty or longer than [MaxKeyLen] bytes.
 	ErrInvalidKey = errs.ErrInvalidKey
-	// ErrInvalidTTL reports a negative time-to-live.
+	// ErrInvalidTTL reports a negative time-to-live, or one longer than
+	// [MaxTTL].
 	ErrInvalidTTL = errs.ErrInvalidTTL
 	// ErrClosed reports a call on a [Cache] or [Store] after its Close.
 	ErrClosed = errs.ErrClosed
+	// ErrRefused reports a backend that answered but refused the command:
+	// with Redis, an error reply such as WRONGTYPE, OOM, READONLY or NOPERM.
+	// It is not an outage: the server is up and says no, and retrying the
+	// same command will not help until an operator acts.
+	ErrRefused = errs.ErrRefused
 )
+
+// MaxTTL is the longest time-to-live a [Cache] accepts: 100 years (of 365
+// days). A longer ttl or default_ttl is an error matching [ErrInvalidTTL],
+// on every backend alike; use 0 for an entry that never expires.
+const MaxTTL = 100 * 365 * 24 * time.Hour
 
 // MaxKeyLen is the longest key, in bytes, that a [Cache] accepts.
 const MaxKeyLen = 1024

@@ -12,4 +12,6 @@ var (
 	ErrInvalidTTL = errors.New("cache: invalid ttl")
 	// ErrClosed is re-exported as cache.ErrClosed.
 	ErrClosed = errors.New("cache: closed")
+	// ErrRefused is re-exported as cache.ErrRefused.
+	ErrRefused = errors.New("cache: the backend refused the command")
 )

@@ -53,3 +53,40 @@ func WriteConfig(t testing.TB, content string) string {
 	}
 	return path
 }
+
+// SilentListener returns the loopback host:port of a listener that accepts
+// connections and never answers nor closes them: a hung server, as a Redis
+// stopped with SIGSTOP or a black-holing proxy looks to a client. The
+// listener and every connection it accepted are closed when the test ends.
+func SilentListener(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
+}
