@@ -31,9 +31,10 @@
 // Every key is stored under the configured key_prefix (default "ushka:"), so
 // that "user:1" is the Redis key "ushka:user:1". TTLs are set with SET ... PX
 // (milliseconds). Clear deletes exactly the keys under the prefix: it SCANs
-// every node for them, with the prefix's glob characters escaped, and UNLINKs
-// them in batches. It never runs FLUSHDB; other applications' keys in the
-// same database survive, including those whose names merely start like the
+// every master for them (never a replica: replication removes their copies),
+// with the prefix's glob characters escaped byte by byte, and UNLINKs them in
+// batches. It never runs FLUSHDB; other applications' keys in the same
+// database survive, including those whose names merely start like the
 // prefix ("ushka" and "ushkax:1" are not under "ushka:").
 //
 // # Failures
@@ -42,7 +43,14 @@
 // (default 250ms), so a slow or dead Redis cannot stall a request. [Open]
 // does not need Redis to be up: the connection is made in the background
 // and remade when it fails, at most once a second, and the same Store works
-// again when Redis comes back.
+// again when Redis comes back. An error names the step a server did not
+// answer (the TCP connect, the TLS handshake, the Redis handshake), and
+// [Store.Close] ends a connect attempt at once.
+//
+// An error reply of Redis (WRONGTYPE, OOM, READONLY, NOPERM, WRONGPASS, ...)
+// matches [cache.ErrRefused]: the server is up and says no. The replies of a
+// server that will answer again by itself (LOADING, BUSY, TRYAGAIN,
+// CLUSTERDOWN, MASTERDOWN), network failures and timeouts do not.
 package redis
 
 import (
@@ -51,8 +59,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -90,6 +100,7 @@ type Store struct {
 	timeout time.Duration
 	bounds  *timeouts
 	where   string // the redacted URL, for errors
+	dial    *dialer
 
 	client atomic.Pointer[clientRef]
 	closed atomic.Bool
@@ -128,6 +139,8 @@ func Open(ctx context.Context, cfg cache.Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	d := newDialer(u.Unix, opt.Dialer.Timeout)
+	opt.DialCtxFn = d.dial // the Sentinel connections too: rueidis copies it
 	s := &Store{
 		opt:     opt,
 		prefix:  cfg.KeyPrefix,
@@ -135,6 +148,7 @@ func Open(ctx context.Context, cfg cache.Config) (*Store, error) {
 		timeout: cfg.Timeout,
 		bounds:  newTimeouts(cfg.Timeout),
 		where:   cfg.RedisURL.String(),
+		dial:    d,
 	}
 	s.connect() // in the background: the application need not wait for Redis
 	return s, nil
@@ -152,11 +166,6 @@ func clientOption(u redisurl.Options, cfg cache.Config) (rueidis.ClientOption, e
 	opt.Dialer.Timeout = 5 * time.Second
 	if u.DialTimeout > 0 {
 		opt.Dialer.Timeout = u.DialTimeout
-	}
-	if u.Unix {
-		opt.DialCtxFn = func(ctx context.Context, path string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
-			return d.DialContext(ctx, "unix", path)
-		}
 	}
 	if u.TLS {
 		tc := &tls.Config{ServerName: u.ServerName, MinVersion: tls.VersionTLS12, InsecureSkipVerify: u.SkipVerify}
@@ -186,15 +195,19 @@ func clientOption(u redisurl.Options, cfg cache.Config) (rueidis.ClientOption, e
 	return opt, nil
 }
 
-// escapeGlob escapes the characters SCAN MATCH treats specially.
+// escapeGlob escapes the characters SCAN MATCH treats specially. It works
+// on bytes, not runes: a prefix need not be UTF-8, and ranging over it as a
+// string would turn each invalid byte into U+FFFD (EF BF BD), a pattern that
+// matches another application's keys.
 func escapeGlob(s string) string {
 	var b strings.Builder
-	for _, r := range s {
-		switch r {
+	for i := range len(s) {
+		c := s[i]
+		switch c {
 		case '*', '?', '[', ']', '\\', '^', '-':
 			b.WriteByte('\\')
 		}
-		b.WriteRune(r)
+		b.WriteByte(c)
 	}
 	return b.String()
 }
@@ -211,14 +224,18 @@ func (s *Store) connect() <-chan struct{} {
 	s.dialing = done
 	s.lastTry = time.Now()
 	s.wg.Add(1)
+	s.dial.reset()
 	go func() {
 		defer s.wg.Done()
 		c, err := rueidis.NewClient(s.opt)
+		if err != nil && c != nil {
+			c.Close() // a Cluster client whose first topology refresh failed
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		switch {
 		case err != nil:
-			s.lastErr = err
+			s.lastErr = s.dial.explain(err)
 		case s.closed.Load():
 			c.Close()
 		default:
@@ -255,7 +272,7 @@ func (s *Store) conn(ctx context.Context) (rueidis.Client, error) {
 	select {
 	case <-wait:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("still connecting: %w", ctx.Err())
+		return nil, fmt.Errorf("%s: %w", s.dial.progress(), ctx.Err())
 	}
 	if r := s.client.Load(); r != nil {
 		return r.c, nil
@@ -293,7 +310,8 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 }
 
 // fail wraps a call's error, saying which server and, for a timeout, how
-// long it waited. It never includes the password.
+// long it waited. An error reply of the server matches [cache.ErrRefused].
+// It never includes the password.
 func (s *Store) fail(op string, err error) error {
 	if errors.Is(err, cache.ErrClosed) || errors.Is(err, rueidis.ErrClosing) && s.closed.Load() {
 		return fmt.Errorf("redis: %s: %w", op, cache.ErrClosed)
@@ -301,7 +319,35 @@ func (s *Store) fail(op string, err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("timed out (timeout %v, or the caller's deadline if sooner): %w", s.timeout, err)
 	}
+	if isRefusal(err) {
+		err = &refusedError{err}
+	}
 	return fmt.Errorf("redis %s: %s: %w", s.where, op, err)
+}
+
+// refusedError is a command the server answered with an error reply
+// (WRONGTYPE, OOM, READONLY, NOPERM, WRONGPASS, ...): it matches
+// [cache.ErrRefused] and keeps the server's words.
+type refusedError struct{ err error }
+
+func (e *refusedError) Error() string   { return "refused: " + e.err.Error() }
+func (e *refusedError) Unwrap() []error { return []error{cache.ErrRefused, e.err} }
+
+// transientReplies are the error replies of a server that cannot answer
+// for now but will without an operator's help (it is loading its data, busy
+// with a script, or its cluster is failing over): an outage, not a refusal.
+var transientReplies = []string{"LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "MASTERDOWN"}
+
+// isRefusal reports whether err carries an error reply of the server other
+// than a nil reply or a transient one. Network failures and timeouts are
+// not refusals.
+func isRefusal(err error) bool {
+	var re *rueidis.RedisError
+	if !errors.As(err, &re) || re.IsNil() {
+		return false
+	}
+	code, _, _ := strings.Cut(re.Error(), " ")
+	return !slices.Contains(transientReplies, code)
 }
 
 // Get implements [cache.Store].
@@ -335,8 +381,7 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	set := c.B().Set().Key(s.prefix + key).Value(rueidis.BinaryString(value))
 	var cmd rueidis.Completed
 	if ttl > 0 {
-		ms := (ttl + time.Millisecond - 1) / time.Millisecond
-		cmd = set.PxMilliseconds(int64(ms)).Build()
+		cmd = set.PxMilliseconds(pxMillis(ttl)).Build()
 	} else {
 		cmd = set.Build()
 	}
@@ -344,6 +389,20 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 		return s.fail("set", err)
 	}
 	return nil
+}
+
+// pxMillis is ttl > 0 rounded up to whole milliseconds, without the
+// overflow of (ttl + time.Millisecond - 1) / time.Millisecond near
+// math.MaxInt64. It needs no clamping to what Redis accepts: Redis adds it
+// to its clock in milliseconds and rejects a sum that overflows int64, but
+// the longest Duration is about 9.2e15 ms and the clock about 1.8e12 ms,
+// a thousandth of the 9.2e18 limit.
+func pxMillis(ttl time.Duration) int64 {
+	ms := int64(ttl / time.Millisecond)
+	if ttl%time.Millisecond != 0 {
+		ms++
+	}
+	return ms
 }
 
 // Delete implements [cache.Store].
@@ -360,9 +419,11 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 }
 
 // Clear implements [cache.Store]: it deletes the keys under the key prefix
-// on every node, and no others. Each SCAN and each batch of UNLINKs is
-// bounded by the timeout; the whole is bounded by ctx alone, since a large
-// cache takes many round trips to clear.
+// on every master, and no others. Replicas are left to replication: a
+// replica that is down does not stop Clear. Each SCAN and each batch of
+// UNLINKs is bounded by the timeout; the whole is bounded by ctx alone,
+// since a large cache takes many round trips to clear. A master that fails
+// does not stop the others from being cleared; its error is returned.
 func (s *Store) Clear(ctx context.Context) error {
 	if s.closed.Load() {
 		return s.fail("clear", cache.ErrClosed)
@@ -371,12 +432,127 @@ func (s *Store) Clear(ctx context.Context) error {
 	if err != nil {
 		return s.fail("clear", err)
 	}
-	for addr, node := range c.Nodes() {
-		if err := s.clearNode(ctx, c, node); err != nil {
-			return s.fail("clear", fmt.Errorf("node %s: %w", addr, err))
+	masters, err := s.masters(ctx, c)
+	if err != nil {
+		return s.fail("clear", err)
+	}
+	var errs []error
+	for _, m := range masters {
+		if err := s.clearNode(ctx, c, m.client); err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", m.addr, err))
 		}
 	}
+	if len(errs) > 0 {
+		return s.fail("clear", errors.Join(errs...))
+	}
 	return nil
+}
+
+// node is one server and the client that talks to it alone.
+type node struct {
+	addr   string
+	client rueidis.Client
+}
+
+// masters returns the servers that take the writes, sorted by address: the
+// one server of a standalone or Sentinel client, every master of a Cluster.
+// For a Cluster it asks every node known for CLUSTER SLOTS at once, and
+// believes the first to answer, so that a replica that is down or hung does
+// not delay it.
+func (s *Store) masters(ctx context.Context, c rueidis.Client) ([]node, error) {
+	nodes := c.Nodes()
+	if c.Mode() != rueidis.ClientModeCluster {
+		out := make([]node, 0, len(nodes))
+		for addr, n := range nodes {
+			out = append(out, node{addr, n})
+		}
+		return out, nil
+	}
+	addrs, err := s.clusterMasters(ctx, nodes)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]node, 0, len(addrs))
+	for _, addr := range addrs {
+		n, ok := nodes[addr]
+		if !ok {
+			return nil, fmt.Errorf("master %s is not yet known to the client (the cluster changed); try again", addr)
+		}
+		out = append(out, node{addr, n})
+	}
+	return out, nil
+}
+
+// clusterMasters returns the masters' addresses, sorted, from the first of
+// nodes to answer CLUSTER SLOTS within the timeout.
+func (s *Store) clusterMasters(ctx context.Context, nodes map[string]rueidis.Client) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel() // ends the requests still out once one has answered
+	type answer struct {
+		masters []string
+		err     error
+	}
+	answers := make(chan answer, len(nodes))
+	for addr, n := range nodes {
+		go func() {
+			slots, err := n.Do(ctx, n.B().ClusterSlots().Build()).ToArray()
+			if err != nil {
+				answers <- answer{err: fmt.Errorf("node %s: cluster slots: %w", addr, err)}
+				return
+			}
+			masters, err := parseSlotMasters(slots, addr)
+			if err != nil {
+				err = fmt.Errorf("node %s: cluster slots: %w", addr, err)
+			}
+			answers <- answer{masters, err}
+		}()
+	}
+	var errs []error
+	for range nodes {
+		a := <-answers
+		if a.err == nil {
+			return a.masters, nil
+		}
+		errs = append(errs, a.err)
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("no cluster node known")
+	}
+	return nil, errors.Join(errs...)
+}
+
+// parseSlotMasters returns the addresses of the masters in a CLUSTER SLOTS
+// reply, sorted: each slot range is [start, end, master, replicas...], each
+// node [endpoint, port, id, ...]. An empty endpoint means the node that
+// answered (from); "?" an unknown one, skipped as rueidis skips it.
+func parseSlotMasters(slots []rueidis.RedisMessage, from string) ([]string, error) {
+	seen := map[string]bool{}
+	for _, r := range slots {
+		rng, err := r.ToArray()
+		if err != nil || len(rng) < 3 {
+			return nil, fmt.Errorf("unexpected slot range %v", r)
+		}
+		master, err := rng[2].ToArray()
+		if err != nil || len(master) < 2 {
+			return nil, fmt.Errorf("unexpected master %v", rng[2])
+		}
+		host, err := master[0].ToString()
+		if err != nil {
+			return nil, fmt.Errorf("unexpected master endpoint: %w", err)
+		}
+		port, err := master[1].AsInt64()
+		if err != nil {
+			return nil, fmt.Errorf("unexpected master port: %w", err)
+		}
+		switch host {
+		case "?":
+			continue
+		case "":
+			host, _, _ = net.SplitHostPort(from)
+		}
+		seen[net.JoinHostPort(host, strconv.FormatInt(port, 10))] = true
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
 }
 
 func (s *Store) clearNode(ctx context.Context, c, node rueidis.Client) error {
@@ -420,26 +596,86 @@ func (s *Store) scan(ctx context.Context, node rueidis.Client, fn func(keys []st
 	}
 }
 
-// Ping checks that Redis answers, within the timeout. It implements
-// [cache.Pinger].
+// Ping checks, within the timeout, that the servers the cache writes to
+// answer and can take writes. It implements [cache.Pinger].
+//
+// With one server, or a Sentinel's master, it asks ROLE: a read-only
+// replica (a server started with replicaof, or a master the client still
+// follows after a failover demoted it) fails with an error matching
+// [cache.ErrRefused], since every write to it fails with READONLY. A server
+// that does not allow ROLE (an ACL user without it, a renamed command) is
+// checked with PING alone. With a Cluster, every master must answer PING;
+// replicas are not asked. Ping writes nothing.
 func (s *Store) Ping(ctx context.Context) error {
 	ctx, cancel, c, err := s.begin(ctx)
 	defer cancel()
 	if err != nil {
 		return s.fail("ping", err)
 	}
-	if err := c.Do(ctx, c.B().Ping().Build()).Error(); err != nil {
+	if c.Mode() == rueidis.ClientModeCluster {
+		err = s.pingMasters(ctx, c)
+	} else {
+		err = pingWritable(ctx, c)
+	}
+	if err != nil {
 		return s.fail("ping", err)
 	}
 	return nil
 }
 
-// Close closes the client's connections and waits for a connect attempt in
-// progress. Later calls return [cache.ErrClosed].
+func (s *Store) pingMasters(ctx context.Context, c rueidis.Client) error {
+	masters, err := s.masters(ctx, c)
+	if err != nil {
+		return err
+	}
+	for _, m := range masters {
+		if err := m.client.Do(ctx, m.client.B().Ping().Build()).Error(); err != nil {
+			return fmt.Errorf("node %s: %w", m.addr, err)
+		}
+	}
+	return nil
+}
+
+// pingWritable asks ROLE, and says why the server cannot take writes when
+// it is not a master.
+func pingWritable(ctx context.Context, c rueidis.Client) error {
+	role, err := c.Do(ctx, c.B().Role().Build()).ToArray()
+	if isRefusal(err) { // ROLE not allowed: PING at least
+		return c.Do(ctx, c.B().Ping().Build()).Error()
+	}
+	if err != nil {
+		return err
+	}
+	if len(role) == 0 {
+		return errors.New("empty ROLE reply")
+	}
+	switch kind, _ := role[0].ToString(); kind {
+	case "master":
+		return nil
+	case "slave", "replica":
+		of := "another server"
+		if len(role) >= 3 {
+			host, _ := role[1].ToString()
+			port, _ := role[2].AsInt64()
+			of = net.JoinHostPort(host, strconv.FormatInt(port, 10))
+		}
+		return &refusedError{fmt.Errorf("the server is a read-only replica of %s: every write would fail", of)}
+	case "sentinel":
+		return &refusedError{errors.New("the server is a Sentinel, not a Redis server: add ?master_set=NAME to redis_url")}
+	default:
+		return &refusedError{fmt.Errorf("the server's role is %q, not master", kind)}
+	}
+}
+
+// Close ends the connect attempt in progress, if any, at once: it closes
+// every connection the store made, so a server that accepted a connection
+// and never answered cannot make Close wait for the dial timeout. Later
+// calls return [cache.ErrClosed].
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	s.dial.close()
 	s.mu.Lock()
 	r := s.client.Swap(nil)
 	s.mu.Unlock()
@@ -453,20 +689,22 @@ func (s *Store) Close() error {
 // Info is what an operator wants to know about the cache's Redis, as the
 // ushka command's "cache stats" prints it.
 type Info struct {
-	// Keys counts the keys under the store's prefix, on every node.
+	// Keys counts the keys under the store's prefix, on every master: each
+	// key once, however many replicas hold a copy.
 	Keys int64 `json:"keys"`
-	// Nodes is how many nodes were asked (masters and replicas of a Cluster).
+	// Nodes is how many servers were asked: the masters of a Cluster (its
+	// replicas are not asked), otherwise 1.
 	Nodes int `json:"nodes"`
 	// KeyspaceHits and KeyspaceMisses are the servers' lookup counters since
-	// they started, summed over nodes: every client's, not only this cache's.
+	// they started, summed over masters: every client's, not only this cache's.
 	KeyspaceHits   int64 `json:"keyspace_hits"`
 	KeyspaceMisses int64 `json:"keyspace_misses"`
-	// UsedMemory is the servers' used_memory, summed, in bytes.
+	// UsedMemory is the masters' used_memory, summed, in bytes.
 	UsedMemory int64 `json:"used_memory_bytes"`
 }
 
 // Info counts the keys under the prefix (with SCAN, as Clear finds them) and
-// reads each node's INFO.
+// reads each master's INFO.
 func (s *Store) Info(ctx context.Context) (Info, error) {
 	var info Info
 	if s.closed.Load() {
@@ -476,7 +714,12 @@ func (s *Store) Info(ctx context.Context) (Info, error) {
 	if err != nil {
 		return info, s.fail("info", err)
 	}
-	for addr, node := range c.Nodes() {
+	masters, err := s.masters(ctx, c)
+	if err != nil {
+		return info, s.fail("info", err)
+	}
+	for _, m := range masters {
+		addr, node := m.addr, m.client
 		info.Nodes++
 		ictx, cancel := context.WithTimeout(ctx, s.timeout)
 		text, err := node.Do(ictx, node.B().Info().Section("stats").Section("memory").Build()).ToString()

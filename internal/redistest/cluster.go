@@ -10,13 +10,26 @@ import (
 	"time"
 )
 
-// Cluster is a Redis Cluster of masters without replicas, made with
-// redis-cli --cluster create.
+// Cluster is a Redis Cluster made with redis-cli --cluster create: masters
+// only ([StartCluster]) or masters with replicas
+// ([StartClusterWithReplicas]).
 type Cluster struct {
-	// Nodes are its servers; Nodes[i].Addr are the seed addresses.
+	// Nodes are its servers, masters and replicas; Nodes[i].Addr are the
+	// seed addresses.
 	Nodes []*Server
-	t     testing.TB
+
+	t        testing.TB
+	masters  []*Server
+	replicas []*Server
 }
+
+// Masters returns the nodes that were masters when the cluster was made.
+func (c *Cluster) Masters() []*Server { return c.masters }
+
+// Replicas returns the nodes that were replicas when the cluster was made
+// (none for [StartCluster]). Stopping one ([Server.Stop]) leaves every slot
+// served: the cluster stays ok.
+func (c *Cluster) Replicas() []*Server { return c.replicas }
 
 // Addrs returns the nodes' addresses.
 func (c *Cluster) Addrs() []string {
@@ -31,19 +44,76 @@ func (c *Cluster) Addrs() []string {
 // every node reports cluster_state:ok.
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return startCluster(t, n, 0)
+}
+
+// StartClusterWithReplicas starts a Cluster of masters (at least 3) with
+// replicas replicas each, and waits until every node reports
+// cluster_state:ok and every replica is in sync with its master.
+func StartClusterWithReplicas(t testing.TB, masters, replicas int) *Cluster {
+	t.Helper()
+	return startCluster(t, masters, replicas)
+}
+
+func startCluster(t testing.TB, masters, replicas int) *Cluster {
+	t.Helper()
 	Require(t, "redis-server", "redis-cli")
 	c := &Cluster{t: t}
-	for range n {
+	for range masters * (1 + replicas) {
 		c.Nodes = append(c.Nodes, c.startNode())
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	out, err := exec.Command("redis-cli", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	c.waitOK()
+	for _, n := range c.Nodes {
+		if strings.HasPrefix(n.Do("ROLE"), "master\n") {
+			c.masters = append(c.masters, n)
+		} else {
+			c.replicas = append(c.replicas, n)
+		}
+	}
+	if len(c.masters) != masters || len(c.replicas) != masters*replicas {
+		t.Fatalf("redis-cli --cluster create made %d masters and %d replicas, want %d and %d",
+			len(c.masters), len(c.replicas), masters, masters*replicas)
+	}
+	if replicas > 0 {
+		c.waitReplicasOnline()
+	}
 	return c
+}
+
+// waitReplicasOnline makes the replicas look as they do in production: a
+// replica that has replicated nothing yet is reported with health "loading"
+// by CLUSTER SHARDS, and clients such as rueidis leave it out of their
+// topology. A FLUSHALL on each (empty) master moves the replication offsets
+// on; then it waits until every node reports every replica online.
+func (c *Cluster) waitReplicasOnline() {
+	c.t.Helper()
+	for _, m := range c.masters {
+		m.Do("FLUSHALL")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := true
+		for _, n := range c.Nodes {
+			shards, err := Do(n.Addr, nil, "CLUSTER", "SHARDS")
+			if err != nil || strings.Count(shards, "\nhealth\nonline") != len(c.Nodes) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal("cluster replicas were not all reported online within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (c *Cluster) startNode() *Server {
@@ -82,6 +152,7 @@ func (c *Cluster) AddNode() *Server {
 		c.t.Fatalf("redis-cli --cluster add-node: %v\n%s", err, out)
 	}
 	c.Nodes = append(c.Nodes, s)
+	c.masters = append(c.masters, s)
 	c.waitOK()
 	out, err := exec.Command("redis-cli", "--cluster", "rebalance", c.Nodes[0].Addr,
 		"--cluster-use-empty-masters", "--cluster-yes").CombinedOutput()
@@ -97,12 +168,18 @@ func (c *Cluster) waitOK() {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// Every node must see the cluster as ok and know every other node
-		// (gossip takes a moment after add-node).
+		// (gossip takes a moment after add-node), and every replica must be
+		// connected to its master.
 		ok := true
 		for _, n := range c.Nodes {
 			info, err := Do(n.Addr, nil, "CLUSTER", "INFO")
 			if err != nil || !strings.Contains(info, "cluster_state:ok") ||
 				!strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(len(c.Nodes))+"\r") {
+				ok = false
+				break
+			}
+			role, err := Do(n.Addr, nil, "ROLE")
+			if err != nil || strings.HasPrefix(role, "slave\n") && !strings.Contains(role, "\nconnected\n") {
 				ok = false
 				break
 			}
