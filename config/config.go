@@ -9,8 +9,9 @@
 //	redis_url = "redis://localhost:6379/0"
 //
 // USHKA_CACHE_ENABLED, USHKA_CACHE_BACKEND and USHKA_CACHE_REDIS_URL override
-// the file, so that secrets can stay out of it. A missing file means the
-// defaults: caching disabled.
+// the file, so that secrets can stay out of it. A missing ./ushka.toml means
+// the defaults: caching disabled; a file named with --config or
+// USHKA_CONFIG must exist ([Open]).
 package config
 
 import (
@@ -29,6 +30,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/ushka-go/ushka/cache"
+	"github.com/ushka-go/ushka/internal/redisurl"
 )
 
 // DefaultPath is the file an application loads when it is not told another.
@@ -101,6 +103,9 @@ func (e *Error) Unwrap() error { return e.Err }
 // Load reads the configuration file at path (a missing file means the
 // defaults), applies the USHKA_CACHE_* environment overrides, fills in
 // defaults and validates the result. Every problem is an *[Error].
+//
+// A program that takes a --config flag calls [Open] instead, so that a
+// file the user named must exist.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	switch {
@@ -111,6 +116,37 @@ func Load(path string) (*Config, error) {
 	}
 	return load(path, data, data != nil, true)
 }
+
+// Open loads the configuration a program was told to use: the file at path
+// when path is not empty (a --config flag), else the file $USHKA_CONFIG
+// names, else ./ushka.toml ([DefaultPath]), as [Load] does. A file that was
+// named, by path or by USHKA_CONFIG, must exist: a missing one is an
+// *[Error] matching [fs.ErrNotExist], since a typo in a path must not
+// quietly mean the defaults. Only the implicit ./ushka.toml may be missing.
+func Open(path string) (*Config, error) {
+	var env string
+	if path == "" {
+		if path, env = os.Getenv(EnvConfig), EnvConfig; path == "" {
+			return Load(DefaultPath)
+		}
+	}
+	data, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist) && env != "":
+		return nil, &Error{File: path, Env: env, Err: notFoundError("names " + path + ", a file that does not exist")}
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, &Error{File: path, Err: notFoundError("the configuration file does not exist")}
+	case err != nil:
+		return nil, &Error{File: path, Err: err}
+	}
+	return load(path, data, true, true)
+}
+
+// notFoundError is a named configuration file that does not exist.
+type notFoundError string
+
+func (e notFoundError) Error() string        { return string(e) }
+func (e notFoundError) Is(target error) bool { return target == fs.ErrNotExist }
 
 // Parse decodes and validates the ushka.toml content data, named file in
 // errors, without reading the environment.
@@ -184,7 +220,7 @@ func parse(file string, data []byte) (*Config, sources, error) {
 	var fc fileConfig
 	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
 	if err := dec.Decode(&fc); err != nil {
-		return nil, src, decodeError(file, err)
+		return nil, src, decodeError(file, data, err)
 	}
 	if fc.Cache == nil {
 		return cfg, src, nil
@@ -227,7 +263,7 @@ func parse(file string, data []byte) (*Config, sources, error) {
 	return cfg, src, nil
 }
 
-func decodeError(file string, err error) error {
+func decodeError(file string, data []byte, err error) error {
 	var sm *toml.StrictMissingError
 	if errors.As(err, &sm) && len(sm.Errors) > 0 {
 		de := sm.Errors[0]
@@ -252,7 +288,12 @@ func decodeError(file string, err error) error {
 		switch {
 		case key == "cache" && strings.Contains(msg, "cannot decode"):
 			msg = "must be a table: write [cache] on a line of its own, with its keys below it"
-		case strings.Contains(msg, "cannot decode"), strings.Contains(msg, "already defined"):
+		case strings.Contains(msg, "already defined"):
+			// go-toml names the key relative to its table: "enabled".
+			if full, first := keyAt(data, row); full != "" {
+				key, msg = full, fmt.Sprintf("is already set on line %d: set each key once", first)
+			}
+		case strings.Contains(msg, "cannot decode"):
 		default:
 			key = "" // a syntax error: the line says where
 			msg = "invalid TOML: " + msg
@@ -260,6 +301,40 @@ func decodeError(file string, err error) error {
 		return &Error{File: file, Line: row, Key: key, Err: errors.New(msg)}
 	}
 	return &Error{File: file, Err: err}
+}
+
+// keyAt returns the full dotted key of the key/value expression that starts
+// on line row of data, or "", and the line where that key is first set.
+func keyAt(data []byte, row int) (key string, first int) {
+	var p unstable.Parser
+	p.Reset(data)
+	var table []string
+	firsts := map[string]int{}
+	for p.NextExpression() {
+		e := p.Expression()
+		var parts []string
+		line := 0
+		for it := e.Key(); it.Next(); {
+			n := it.Node()
+			parts = append(parts, string(n.Data))
+			if line == 0 {
+				line = p.Shape(n.Raw).Start.Line
+			}
+		}
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = parts
+		case unstable.KeyValue:
+			full := strings.Join(append(slices.Clone(table), parts...), ".")
+			if _, seen := firsts[full]; !seen {
+				firsts[full] = line
+			}
+			if line == row {
+				return full, firsts[full]
+			}
+		}
+	}
+	return "", 0
 }
 
 // keyLines maps each dotted key of a TOML document to the line where it is
@@ -314,6 +389,14 @@ func applyEnv(c *cache.Config, src sources) error {
 
 func validate(cfg *Config, src sources) error {
 	err := cfg.Cache.Validate()
+	if err == nil {
+		// A backend checks its own fields when it opens; this one is
+		// checked here too, so that `ushka config check` and a start under
+		// fx fail on it before anything connects.
+		if err = redisurl.CheckTLSCAFile(cfg.Cache.TLSCAFile, string(cfg.Cache.RedisURL)); err != nil {
+			err = &cache.FieldError{Field: "tls_ca_file", Err: err}
+		}
+	}
 	if err == nil {
 		return nil
 	}

@@ -94,11 +94,23 @@ func TestMalformed(t *testing.T) {
 		{"unknown backend", "[cache]\nenabled = true\nbackend = \"memcache\"\n",
 			`:3: cache.backend: unknown backend "memcache" (registered: in_memory, redis)`},
 		{"malformed redis_url", "[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://:s3cret@localhost:63790000/0\"\n",
-			`:4: cache.redis_url: invalid redis_url "redis://:***@localhost:63790000/0": port "63790000": want a number from 1 to 65535`},
+			`:4: cache.redis_url: invalid redis_url "redis://***@localhost:***/0": port: want a number from 1 to 65535`},
 		{"redis_url without scheme", "[cache]\nbackend = \"redis\"\nredis_url = \"localhost:6379\"\n",
 			`:3: cache.redis_url: invalid redis_url "localhost:6379": missing scheme, as in redis://localhost:6379/0`},
 		{"redis_url unknown parameter", "[cache]\nbackend = \"redis\"\nredis_url = \"redis://h?pool_size=10\"\n",
-			`:3: cache.redis_url: invalid redis_url "redis://h?pool_size=10": unknown parameter(s) pool_size`},
+			`:3: cache.redis_url: invalid redis_url "redis://h?pool_size=***": unknown parameter(s) pool_size`},
+		{"redis_url with a fragment", "[cache]\nbackend = \"redis\"\nredis_url = \"redis://h:6379/0#s3cret\"\n",
+			`:3: cache.redis_url: invalid redis_url "redis://h:6379/0#***": a "#" starts a fragment, which a redis_url cannot have`},
+		{"redis_url password with a slash", "[cache]\nbackend = \"redis\"\nredis_url = \"redis://u:12/s3cret@h:6379/0\"\n",
+			`:3: cache.redis_url: invalid redis_url "redis://***@h:6379/0": cannot tell where the password ends: percent-encode "/"`},
+		{"tls_ca_file without rediss", "[cache]\nbackend = \"redis\"\nredis_url = \"redis://h\"\ntls_ca_file = \"ca.pem\"\n",
+			`:4: cache.tls_ca_file: is set, but redis_url is not a rediss:// URL: a CA file only verifies a TLS server`},
+		{"tls_ca_file missing", "[cache]\nbackend = \"redis\"\nredis_url = \"rediss://h\"\ntls_ca_file = \"/nonexistent/ca.pem\"\n",
+			`:4: cache.tls_ca_file: stat /nonexistent/ca.pem: no such file or directory`},
+		{"tls_ca_file a directory", "[cache]\nbackend = \"redis\"\nredis_url = \"rediss://h\"\ntls_ca_file = \"/\"\n",
+			`:4: cache.tls_ca_file: / is not a regular file`},
+		{"default_ttl beyond MaxTTL", "[cache]\ndefault_ttl = \"900000h\"\n",
+			`:2: cache.default_ttl: must be at most 100 years`},
 		{"redis without url", "[cache]\nenabled = true\nbackend = \"redis\"\n",
 			`:3: cache.redis_url: is required when backend = "redis"`},
 		{"ttl as integer seconds", "[cache]\ndefault_ttl = 60\n",
@@ -122,7 +134,9 @@ func TestMalformed(t *testing.T) {
 		{"syntax: unclosed string", "[cache]\nbackend = \"redis\n",
 			`:2: invalid TOML: `},
 		{"duplicate key", "[cache]\nenabled = true\nenabled = false\n",
-			`:3: enabled: key enabled is already defined`},
+			`:3: cache.enabled: is already set on line 2: set each key once`},
+		{"duplicate dotted key", "cache.enabled = true\n\ncache.enabled = false\n",
+			`:3: cache.enabled: is already set on line 1: set each key once`},
 		{"cache not a table", "cache = 5\n",
 			`:1: cache: must be a table: write [cache] on a line of its own, with its keys below it`},
 		{"empty key_prefix", "[cache]\nkey_prefix = \"\"\n",
@@ -199,7 +213,7 @@ func TestValidationAfterEnv(t *testing.T) {
 	}
 	t.Setenv(config.EnvCacheRedisURL, "redis://:s3cret@h:0")
 	_, err = config.Load(path)
-	want := `environment variable USHKA_CACHE_REDIS_URL: cache.redis_url: invalid redis_url "redis://:***@h:0": port "0": want a number from 1 to 65535`
+	want := `environment variable USHKA_CACHE_REDIS_URL: cache.redis_url: invalid redis_url "redis://***@h:***": port: want a number from 1 to 65535`
 	if err == nil || err.Error() != want {
 		t.Fatalf("Load = %v, want %q", err, want)
 	}

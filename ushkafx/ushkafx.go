@@ -47,11 +47,9 @@ type configIn struct {
 }
 
 func provideConfig(in configIn) (*config.Config, error) {
-	path := string(in.Path)
-	if path == "" {
-		path = config.Path()
-	}
-	return config.Load(path)
+	// A file named by ConfigPath or USHKA_CONFIG must exist; only the
+	// implicit ./ushka.toml may be missing.
+	return config.Open(string(in.Path))
 }
 
 type cacheIn struct {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -23,6 +24,10 @@ const cacheUsage = `Usage:
 
 These commands reach a shared backend (redis). An in_memory cache lives
 inside one process: ask the running service (GET /cache/stats) instead.
+"--" ends the flags: ushka cache set -- KEY -VALUE.
+Exit codes: 0 success, 1 key not found, 2 usage or config error,
+3 backend unreachable, 4 backend refused the command (WRONGTYPE, OOM,
+READONLY, NOPERM, ...).
 `
 
 func (e *env) cacheCmd(args []string) int {
@@ -59,6 +64,9 @@ func (e *env) openCache() (*cache.Cache, cache.Config, int, bool) {
 	defer cancel()
 	if err := c.Ping(ctx); err != nil {
 		c.Close()
+		if errors.Is(err, cache.ErrRefused) {
+			return nil, cc, e.errorf(ExitRefused, "the %s backend refused PING: %v", cc.Backend, err), false
+		}
 		return nil, cc, e.errorf(ExitUnreachable, "the %s backend is unreachable: %v", cc.Backend, err), false
 	}
 	return c, cc, 0, true
@@ -87,7 +95,7 @@ func (e *env) cacheGet(args []string) int {
 	var raw []byte
 	found, err := c.Get(e.ctx, rest[0], &raw)
 	if err != nil {
-		return e.errorf(ExitUnreachable, "%v", err)
+		return e.backendError(err)
 	}
 	if !found {
 		return e.errorf(ExitNotFound, "%q not found", rest[0])
@@ -106,7 +114,7 @@ func (e *env) cacheSet(args []string) int {
 	}
 	defer c.Close()
 	if err := c.Set(e.ctx, rest[0], rest[1], ttl); err != nil {
-		return e.errorf(ExitUnreachable, "%v", err)
+		return e.backendError(err)
 	}
 	return ExitOK
 }
@@ -118,7 +126,7 @@ func (e *env) cacheDelete(args []string) int {
 	}
 	defer c.Close()
 	if err := c.Delete(e.ctx, rest[0]); err != nil {
-		return e.errorf(ExitUnreachable, "%v", err)
+		return e.backendError(err)
 	}
 	return ExitOK
 }
@@ -145,7 +153,7 @@ func (e *env) cacheClear(args []string) int {
 		}
 	}
 	if err := c.Clear(e.ctx); err != nil {
-		return e.errorf(ExitUnreachable, "%v", err)
+		return e.backendError(err)
 	}
 	fmt.Fprintf(e.stdout, "cleared the keys under %q\n", cc.KeyPrefix)
 	return ExitOK
@@ -166,7 +174,7 @@ func (e *env) cacheStats(args []string) int {
 	}
 	info, err := rs.Info(e.ctx)
 	if err != nil {
-		return e.errorf(ExitUnreachable, "%v", err)
+		return e.backendError(err)
 	}
 	out := struct {
 		Backend   string  `json:"backend"`

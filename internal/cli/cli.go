@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/ushka-go/ushka/cache"
 	"github.com/ushka-go/ushka/config"
 )
 
@@ -21,6 +23,7 @@ const (
 	ExitNotFound    = 1 // cache get: the key is not there
 	ExitUsage       = 2 // bad arguments or a bad config
 	ExitUnreachable = 3 // the cache backend did not answer
+	ExitRefused     = 4 // the cache backend answered but refused the command (cache.ErrRefused)
 )
 
 const usage = `ushka: the Ushka cache command
@@ -34,12 +37,16 @@ Usage:
   ushka cache clear  [--config PATH] [--yes]
   ushka cache stats  [--config PATH]
 
-The configuration is --config, else $USHKA_CONFIG, else ./ushka.toml.
-Flags may come before or after the command names and arguments; put "--"
-before a VALUE that starts with "-".
+The configuration is --config, else $USHKA_CONFIG, else ./ushka.toml; a
+file named by --config or USHKA_CONFIG must exist, while a missing
+./ushka.toml means the defaults.
+Flags may come before or after the command names and arguments; "--" ends
+the flags, so that every argument after it is taken as it is, even one that
+starts with "-": ushka cache set -- KEY -VALUE.
 
 Exit codes: 0 success, 1 key not found, 2 usage or config error,
-3 cache backend unreachable.
+3 cache backend unreachable, 4 cache backend refused the command (such as
+WRONGTYPE, OOM, READONLY or NOPERM from Redis).
 `
 
 // env is what a command runs with.
@@ -75,8 +82,13 @@ func (e *env) flags(name string) *flag.FlagSet {
 }
 
 // command parses args for a leaf command with usage text help, wanting
-// nargs positional arguments (named in argNames for the error).
+// nargs positional arguments (named in argNames for the error). Flags may
+// come between the arguments; the first "--" ends them, wherever it is.
 func (e *env) command(fs *flag.FlagSet, help string, args []string, argNames ...string) ([]string, int, bool) {
+	var after []string
+	if i := slices.Index(args, "--"); i >= 0 {
+		args, after = args[:i], args[i+1:]
+	}
 	var rest []string
 	for {
 		err := fs.Parse(args)
@@ -92,13 +104,10 @@ func (e *env) command(fs *flag.FlagSet, help string, args []string, argNames ...
 		if len(args) == 0 {
 			break
 		}
-		if args[0] == "--" {
-			rest = append(rest, args[1:]...)
-			break
-		}
 		rest = append(rest, args[0])
 		args = args[1:]
 	}
+	rest = append(rest, after...)
 	if len(rest) != len(argNames) {
 		want := "no arguments"
 		if len(argNames) > 0 {
@@ -134,12 +143,10 @@ func (e *env) group(name, help string, args []string, subs map[string]func([]str
 	return sub(rest[1:])
 }
 
+// loadConfig loads --config, else $USHKA_CONFIG, else ./ushka.toml; the
+// first two must exist.
 func (e *env) loadConfig() (*config.Config, int, bool) {
-	path := e.configPath
-	if path == "" {
-		path = config.Path()
-	}
-	cfg, err := config.Load(path)
+	cfg, err := config.Open(e.configPath)
 	if err != nil {
 		return nil, e.errorf(ExitUsage, "%v", err), false
 	}
@@ -195,6 +202,16 @@ func (e *env) configCheck(args []string) int {
 		}
 	}
 	return ExitOK
+}
+
+// backendError reports err from the cache backend and returns its exit
+// code: ExitRefused when the backend answered but refused the command,
+// ExitUnreachable otherwise.
+func (e *env) backendError(err error) int {
+	if errors.Is(err, cache.ErrRefused) {
+		return e.errorf(ExitRefused, "the backend refused the command: %v", err)
+	}
+	return e.errorf(ExitUnreachable, "%v", err)
 }
 
 // durationFlag parses a non-negative duration.

@@ -39,6 +39,11 @@ func (e *env) serve(args []string) int {
 	if _, code, ok := e.command(fs, serveUsage, args); !ok {
 		return code
 	}
+	// ushkafx loads the config again; this load fails first, with exit 2,
+	// on a --config or USHKA_CONFIG file that does not exist.
+	if _, code, ok := e.loadConfig(); !ok {
+		return code
+	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 	opts := []fx.Option{
 		fx.NopLogger,
