@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,14 +21,18 @@ import (
 type Cache struct {
 	store      Store
 	borrow     borrower // the store's zero-copy read, when it has one
+	local      bool     // the store is in this process: a write costs no round trip
 	codec      codec.Codec
 	log        *slog.Logger
 	defaultTTL time.Duration
+	timeout    time.Duration // bound on the store of a loaded value
 	closed     atomic.Bool
 	stats      counters
 
 	flightMu sync.Mutex
-	flights  map[flightKey]*flight
+	flights  map[string][]*flight // running GetOrSet loads, by key
+	nflights atomic.Int64         // how many flights there are, read without flightMu
+	idle     sync.WaitGroup       // one per flight, until its value is stored
 }
 
 // borrower is implemented by a Store that can lend its stored bytes instead
@@ -44,11 +49,14 @@ func New(store Store, opts ...Option) *Cache {
 		panic("cache: New: nil Store")
 	}
 	c := &Cache{
-		store: store,
-		codec: codec.JSON,
-		log:   slog.Default(),
+		store:   store,
+		codec:   codec.JSON,
+		log:     slog.Default(),
+		timeout: DefaultTimeout,
 	}
 	c.borrow, _ = store.(borrower)
+	_, discard := store.(*discardStore)
+	c.local = c.borrow != nil || discard
 	for _, o := range opts {
 		if o != nil {
 			o.apply(c)
@@ -68,22 +76,30 @@ func (c *Cache) Stats() Stats { return c.stats.snapshot() }
 
 // Get reads the value stored under key into dst, which must be a non-nil
 // pointer: *[]byte and *string receive the stored bytes as they are, any
-// other type is decoded with the cache's codec. A missing or expired key
-// returns found == false and a nil error, leaving dst alone.
+// other type is decoded with the cache's codec. On a hit dst is replaced by
+// the stored value whole (a field the stored value lacks is zeroed, not
+// kept). A missing or expired key returns found == false and a nil error,
+// leaving dst alone.
 //
 // A stored value that cannot be decoded into dst is an error (and counted),
-// as is a failure of the store.
+// as is a failure of the store; dst is then left as it was.
 func (c *Cache) Get(ctx context.Context, key string, dst any) (found bool, err error) {
+	return c.get(ctx, key, dst, false)
+}
+
+// get is Get; fresh tells that dst points to a zero value that no one else
+// sees (Get[T]'s), so that it can be decoded into directly.
+func (c *Cache) get(ctx context.Context, key string, dst any, fresh bool) (found bool, err error) {
 	if err := c.check("get", key); err != nil {
 		return false, err
 	}
 	if dst == nil {
 		return false, fmt.Errorf("cache: get %q: nil destination", key)
 	}
-	found, err = c.read(ctx, key, dst)
+	found, err = c.read(ctx, key, dst, fresh)
 	switch {
 	case err != nil:
-		c.stats.errors.add()
+		c.failed(ctx, err)
 		return false, fmt.Errorf("cache: get %q: %w", key, err)
 	case !found:
 		c.stats.misses.add()
@@ -94,7 +110,7 @@ func (c *Cache) Get(ctx context.Context, key string, dst any) (found bool, err e
 }
 
 // read fetches key from the store and decodes it into dst, without counting.
-func (c *Cache) read(ctx context.Context, key string, dst any) (found bool, err error) {
+func (c *Cache) read(ctx context.Context, key string, dst any, fresh bool) (found bool, err error) {
 	var b []byte
 	if c.borrow != nil {
 		b, found, err = c.borrow.Borrow(ctx, key)
@@ -102,31 +118,49 @@ func (c *Cache) read(ctx context.Context, key string, dst any) (found bool, err 
 		b, found, err = c.store.Get(ctx, key)
 	}
 	if err == nil && found {
-		err = c.decode(b, dst)
+		err = c.decode(b, dst, fresh)
 	}
 	return found, err
 }
 
 // Set stores value under key for ttl. A ttl of 0 means the cache's default
 // TTL ([WithDefaultTTL], default_ttl in ushka.toml), which by default means
-// no expiry; a negative ttl is an error matching [ErrInvalidTTL] and nothing
-// is written. []byte and string values are stored as they are; any other
-// value is encoded with the cache's codec, and one that cannot be encoded is
-// an error. The cache keeps an encoded copy, so changing value afterwards
+// no expiry; a negative ttl, or one longer than [MaxTTL], is an error
+// matching [ErrInvalidTTL] and nothing is written. []byte and string values
+// are stored as they are; any other value is encoded with the cache's codec,
+// and one that cannot be encoded is an error. The cache keeps an encoded copy, so changing value afterwards
 // does not change what is cached.
+//
+// A Set is final for the loads of key that began before it: once it has
+// returned, [GetOrSet] neither hands out nor stores their values.
 func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duration) error {
 	if err := c.check("set", key); err != nil {
 		return err
 	}
-	if ttl < 0 {
-		return sentinelf(ErrInvalidTTL, "cache: set %q: invalid ttl %s", key, ttl)
+	if err := checkTTL(key, ttl); err != nil {
+		return err
 	}
 	b, err := c.encode(value)
 	if err != nil {
 		c.stats.errors.add()
 		return fmt.Errorf("cache: set %q: encode %T: %w", key, value, err)
 	}
-	return c.setBytes(ctx, key, b, ttl)
+	c.stopLoads(key, false)
+	err = c.setBytes(ctx, key, b, ttl)
+	c.unjoin(key, false)
+	return err
+}
+
+// checkTTL returns the error of a ttl that is negative or longer than
+// [MaxTTL], for a Set (or GetOrSet) of key, or nil.
+func checkTTL(key string, ttl time.Duration) error {
+	switch {
+	case ttl < 0:
+		return sentinelf(ErrInvalidTTL, "cache: set %q: invalid ttl %s", key, ttl)
+	case ttl > MaxTTL:
+		return sentinelf(ErrInvalidTTL, "cache: set %q: invalid ttl %s: longer than cache.MaxTTL (100 years); use 0 for no expiry", key, ttl)
+	}
+	return nil
 }
 
 func (c *Cache) setBytes(ctx context.Context, key string, b []byte, ttl time.Duration) error {
@@ -134,7 +168,7 @@ func (c *Cache) setBytes(ctx context.Context, key string, b []byte, ttl time.Dur
 		ttl = c.defaultTTL
 	}
 	if err := c.store.Set(ctx, key, b, ttl); err != nil {
-		c.stats.errors.add()
+		c.failed(ctx, err)
 		return fmt.Errorf("cache: set %q: %w", key, err)
 	}
 	c.stats.sets.add()
@@ -144,12 +178,18 @@ func (c *Cache) setBytes(ctx context.Context, key string, b []byte, ttl time.Dur
 // Delete removes key. Deleting a missing key is not an error; a store that
 // fails to delete returns its error, since a lost invalidation would serve
 // stale data later.
+//
+// A Delete is final: once it has returned nil, no later call returns, and
+// the cache never stores, a value whose [GetOrSet] load began before it.
 func (c *Cache) Delete(ctx context.Context, key string) error {
 	if err := c.check("delete", key); err != nil {
 		return err
 	}
-	if err := c.store.Delete(ctx, key); err != nil {
-		c.stats.errors.add()
+	c.stopLoads(key, false)
+	err := c.store.Delete(ctx, key)
+	c.unjoin(key, false)
+	if err != nil {
+		c.failed(ctx, err)
 		return fmt.Errorf("cache: delete %q: %w", key, err)
 	}
 	c.stats.deletes.add()
@@ -157,13 +197,17 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 }
 
 // Clear removes every key of this cache, and no one else's: with Redis, the
-// keys under its key prefix.
+// keys under its key prefix. Like [Cache.Delete], it is final for every load
+// that began before it.
 func (c *Cache) Clear(ctx context.Context) error {
 	if c.closed.Load() {
 		return sentinelf(ErrClosed, "cache: clear: cache is closed")
 	}
-	if err := c.store.Clear(ctx); err != nil {
-		c.stats.errors.add()
+	c.stopLoads("", true)
+	err := c.store.Clear(ctx)
+	c.unjoin("", true)
+	if err != nil {
+		c.failed(ctx, err)
 		return fmt.Errorf("cache: clear: %w", err)
 	}
 	return nil
@@ -201,7 +245,7 @@ func (c *Cache) Close() error {
 //	report, found, err := cache.Get[Report](ctx, c, "complex_report")
 func Get[T any](ctx context.Context, c *Cache, key string) (T, bool, error) {
 	var v T
-	found, err := c.Get(ctx, key, &v)
+	found, err := c.get(ctx, key, &v, true)
 	if err != nil || !found {
 		var zero T
 		return zero, found, err
@@ -256,7 +300,11 @@ func (c *Cache) encode(value any) ([]byte, error) {
 // errNotPointer is returned when Get is given a destination it cannot fill.
 var errNotPointer = errors.New("destination must be a non-nil pointer")
 
-func (c *Cache) decode(b []byte, dst any) error {
+// decode decodes b into dst. Unless dst is fresh (a zero value no one else
+// sees), it decodes into a new value and copies that into dst only on
+// success, so that a failed decode leaves dst as it was and a successful one
+// leaves nothing of dst's earlier contents.
+func (c *Cache) decode(b []byte, dst any, fresh bool) error {
 	switch d := dst.(type) {
 	case *[]byte:
 		if d == nil {
@@ -274,8 +322,30 @@ func (c *Cache) decode(b []byte, dst any) error {
 		*d = string(b)
 		return nil
 	}
-	if err := c.codec.Unmarshal(b, dst); err != nil {
+	if fresh {
+		if err := c.codec.Unmarshal(b, dst); err != nil {
+			return fmt.Errorf("decode into %T: %w", dst, err)
+		}
+		return nil
+	}
+	pv := reflect.ValueOf(dst)
+	if pv.Kind() != reflect.Pointer || pv.IsNil() {
+		return fmt.Errorf("decode into %T: %w", dst, errNotPointer)
+	}
+	tmp := reflect.New(pv.Type().Elem())
+	if err := c.codec.Unmarshal(b, tmp.Interface()); err != nil {
 		return fmt.Errorf("decode into %T: %w", dst, err)
 	}
+	pv.Elem().Set(tmp.Elem())
 	return nil
+}
+
+// failed counts err, a failure of the store, as a cache error, unless it is
+// the caller's own context that ended: a request that gave up is not a
+// failure of the cache.
+func (c *Cache) failed(ctx context.Context, err error) {
+	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return
+	}
+	c.stats.errors.add()
 }

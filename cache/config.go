@@ -115,6 +115,9 @@ func (cfg Config) Validate() error {
 	if cfg.DefaultTTL < 0 {
 		return bad("default_ttl", "must not be negative, got %s", cfg.DefaultTTL)
 	}
+	if cfg.DefaultTTL > MaxTTL {
+		return bad("default_ttl", `must be at most 100 years (cache.MaxTTL), got %s; use "0s" for no expiry`, cfg.DefaultTTL)
+	}
 	if cfg.Timeout < 0 {
 		return bad("timeout", "must not be negative, got %s", cfg.Timeout)
 	}

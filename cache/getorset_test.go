@@ -49,7 +49,9 @@ func TestGetOrSetLoadsOnceUnderConcurrency(t *testing.T) {
 	if n := loads.Load(); n != 1 {
 		t.Fatalf("load ran %d times for %d concurrent callers, want 1", n, callers)
 	}
-	// The value is cached now.
+	// The value is cached once its store, which goes on after the callers
+	// got it, has landed.
+	c.WaitIdle(ctx)
 	r, err := cache.GetOrSet(ctx, c, "complex_report", time.Minute, func(context.Context) (report, error) {
 		t.Error("load called on a hit")
 		return report{}, nil
@@ -168,6 +170,7 @@ func TestGetOrSetUndecodableEntryIsReloaded(t *testing.T) {
 	if err != nil || n != 5 {
 		t.Fatalf("GetOrSet over an undecodable entry = (%v, %v), want load's 5", n, err)
 	}
+	c.WaitIdle(ctx)
 	if got, _, _ := cache.Get[int](ctx, c, "k"); got != 5 {
 		t.Fatalf("entry after reload = %v, want 5", got)
 	}

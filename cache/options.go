@@ -47,11 +47,12 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithDefaultTTL sets the time-to-live of entries written with ttl == 0.
-// The default, 0, means such entries do not expire. A negative d is ignored.
+// The default, 0, means such entries do not expire. A negative d is
+// ignored; a d longer than [MaxTTL] is taken as MaxTTL.
 func WithDefaultTTL(d time.Duration) Option {
 	return optionFunc{fmt.Sprintf("WithDefaultTTL(%s)", d), func(c *Cache) {
 		if d >= 0 {
-			c.defaultTTL = d
+			c.defaultTTL = min(d, MaxTTL)
 		}
 	}}
 }

@@ -98,5 +98,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Cache, error) {
 	if store == nil {
 		return nil, fmt.Errorf("cache: open %s backend: opener returned a nil store", cfg.Backend)
 	}
-	return New(store, append(base, opts...)...), nil
+	c := New(store, append(base, opts...)...)
+	c.timeout = cfg.Timeout
+	return c, nil
 }

@@ -200,29 +200,36 @@ func TestCacheUnreachable(t *testing.T) {
 	}
 }
 
-func TestServe(t *testing.T) {
-	cfgPath := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\n")
+// startServe starts `ushka serve` with the config text and the report delay,
+// waits until it answers, and returns its base URL, the process and its logs.
+func startServe(t *testing.T, config, delay string) (string, *exec.Cmd, *testutil.Buffer) {
+	t.Helper()
+	cfgPath := testutil.WriteConfig(t, config)
 	addr := testutil.UnusedAddr(t)
-	cmd := exec.Command(binary, "serve", "--config", cfgPath, "--addr", addr, "--delay", "300ms")
+	cmd := exec.Command(binary, "serve", "--config", cfgPath, "--addr", addr, "--delay", delay)
 	cmd.Env = cleanEnv()
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := new(testutil.Buffer)
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	url := "http://" + addr
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if resp, err := http.Get(url + "/healthz"); err == nil {
 			resp.Body.Close()
-			break
+			return url, cmd, logs
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("ushka serve did not answer: %s", logs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+func TestServe(t *testing.T) {
+	url, cmd, logs := startServe(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\n", "300ms")
 	fetch := func() (string, string, time.Duration) {
 		start := time.Now()
 		resp, err := http.Get(url + "/report")
@@ -247,6 +254,62 @@ func TestServe(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "shutting down") {
 		t.Fatalf("no graceful shutdown in the logs:\n%s", logs.String())
+	}
+}
+
+// TestServeRefreshDuringAComputationIsFinal is issue 8, item 1 as a user
+// meets it: GET /report starts a slow computation, POST /report/refresh
+// comes while it runs, and the next GET /report must not serve the report
+// that computation returns. On the code before the fix, every GET for the
+// next 60 s had the first report's generated_at.
+func TestServeRefreshDuringAComputationIsFinal(t *testing.T) {
+	backends := map[string]func(t *testing.T) string{
+		"in_memory": func(*testing.T) string { return "[cache]\nenabled = true\nbackend = \"in_memory\"\n" },
+		"redis": func(t *testing.T) string {
+			srv := redistest.Start(t)
+			return fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://%s/0\"\n", srv.Addr)
+		},
+	}
+	for name, config := range backends {
+		t.Run("backend="+name, func(t *testing.T) {
+			url, _, logs := startServe(t, config(t), "1s")
+			report := func() string {
+				resp, err := http.Get(url + "/report")
+				if err != nil {
+					t.Error(err)
+					return ""
+				}
+				defer resp.Body.Close()
+				var r struct {
+					GeneratedAt string `json:"generated_at"`
+				}
+				if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+					t.Error(err)
+				}
+				return r.GeneratedAt
+			}
+			first := make(chan string, 1)
+			go func() { first <- report() }()
+			time.Sleep(300 * time.Millisecond) // the first computation is running
+			resp, err := http.Post(url+"/report/refresh", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("POST /report/refresh = %s\n%s", resp.Status, logs.String())
+			}
+			after := report()
+			old := <-first
+			if old == "" || after == "" || after == old {
+				t.Fatalf("GET /report after the refresh = generated_at %q, the report whose computation began before it (%q)", after, old)
+			}
+			// And the stale report was not stored behind the new one.
+			time.Sleep(100 * time.Millisecond)
+			if again := report(); again != after {
+				t.Fatalf("GET /report later = %q, want the report computed after the refresh (%q)", again, after)
+			}
+		})
 	}
 }
 
