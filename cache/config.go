@@ -16,7 +16,7 @@ const (
 	DefaultKeyPrefix = "ushka:"
 	DefaultCodec     = "json"
 	DefaultTimeout   = 250 * time.Millisecond
-	DefaultMaxBytes  = 64 << 20 // 64 MiB of keys and values
+	DefaultMaxBytes  = 64 << 20 // 64 MiB of heap held by in-memory entries
 )
 
 // Config is the [cache] section of ushka.toml, as package config loads it.
@@ -46,8 +46,9 @@ type Config struct {
 	// Timeout bounds every call to a remote store, on top of the caller's
 	// context. Default 250ms.
 	Timeout time.Duration
-	// MaxBytes bounds an in-memory store by the bytes of its keys and values.
-	// Default 64 MiB, unless MaxEntries is set.
+	// MaxBytes bounds the Go heap an in-memory store's entries hold: keys
+	// and values as allocated, plus about 165 bytes per entry. Default 64
+	// MiB, unless MaxEntries is set.
 	MaxBytes int64
 	// MaxEntries bounds an in-memory store by its number of entries instead of
 	// its bytes. Set at most one of MaxBytes and MaxEntries.

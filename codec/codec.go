@@ -175,7 +175,10 @@ func (msgpackCodec) Marshal(v any) (_ []byte, err error) {
 	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("codec: msgpack: %w", err)
 	}
-	return slices.Clip(buf.Bytes()), nil
+	// An exact-size copy: the buffer's array is larger than what it holds,
+	// and the in-memory store weighs a value by its capacity, which
+	// slices.Clip would hide.
+	return bytes.Clone(buf.Bytes()), nil
 }
 
 func (msgpackCodec) Unmarshal(data []byte, v any) (err error) {

@@ -24,9 +24,12 @@ import (
 // Options bound a [Store]. At most one of MaxBytes and MaxEntries may be
 // set; when neither is, the store holds at most [cache.DefaultMaxBytes].
 type Options struct {
-	// MaxBytes bounds the bytes of keys plus values (plus a small per-entry
-	// overhead). Entries the eviction policy judges least likely to be read
-	// again are evicted first.
+	// MaxBytes bounds the Go heap the entries hold: their keys and values,
+	// as the allocator rounds them up to its size classes, plus about 165
+	// bytes per entry for the cache's own structures, so that many small
+	// entries are bounded as well as a few large ones. The store's fixed
+	// cost, about 20 KiB, comes on top. Entries the eviction policy judges
+	// least likely to be read again are evicted first.
 	MaxBytes int64
 	// MaxEntries bounds the number of entries instead.
 	MaxEntries int

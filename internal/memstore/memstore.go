@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -18,10 +19,24 @@ import (
 	"github.com/ushka-go/ushka/internal/errs"
 )
 
-// entryOverhead approximates the bytes otter spends on an entry besides its
-// key and value (node, hash table slot, policy metadata), so that a byte bound
-// also bounds many tiny entries.
-const entryOverhead = 96
+// entryOverhead is the heap otter holds per entry besides the arrays of its
+// key and value, with the options New uses (weigher and expiry):
+//
+//   - a node of 112 bytes: the links of the eviction and expiry queues, the
+//     deadline and weight, the key's string header and the entry inline;
+//   - 17 to 34 bytes of hash table: 64-byte buckets of 5 slots, at most 3/4
+//     full, whose number doubles as the table grows, plus a few overflow
+//     buckets;
+//   - 8 to 16 bytes of frequency sketch: one word per entry, rounded up to a
+//     power of two.
+//
+// That is 137 to 162 bytes, plus the overflow buckets; TestMaxBytesBoundsHeap
+// measures 144 to 161 with 100-byte values, depending on where the number of
+// entries falls between two powers of two. With 165, the top of that range,
+// the heap it measures is 0.93 to 0.99 times MaxBytes with 100-byte values,
+// 0.87 to 0.96 with 1-byte ones (whose keys and values may share the
+// allocator's 16-byte blocks) and 1.00 with 4 KiB ones.
+const entryOverhead = 165
 
 // noExpiry is the lifetime given to entries stored with ttl == 0: otter
 // wants a duration, and this one (about 146 years) cannot overflow when
@@ -32,7 +47,10 @@ const noExpiry = time.Duration(1 << 62)
 // of MaxBytes and MaxEntries may be set. When both are zero the store is
 // unbounded.
 type Options struct {
-	// MaxBytes bounds the bytes of keys plus values plus a per-entry overhead.
+	// MaxBytes bounds the Go heap the entries hold: the memory blocks of
+	// their keys and values, as the allocator rounds them up, plus what
+	// otter spends on each (entryOverhead). otter's fixed cost, about 20 KiB
+	// whatever the bound, comes on top.
 	MaxBytes int64
 	// MaxEntries bounds the number of entries.
 	MaxEntries int
@@ -82,12 +100,63 @@ func New(o Options) (*Store, error) {
 	return &Store{c: c}, nil
 }
 
+// weigh is the heap an entry holds: its overhead in otter plus the memory
+// blocks of its key and value, which the allocator rounds up to a size class
+// (a 1-byte value takes 8 bytes, a 100-byte one 112). A value is weighed by
+// its capacity, which the store keeps alive with its length.
 func weigh(key string, e entry) uint32 {
-	w := uint64(len(key)) + uint64(len(e.data)) + entryOverhead
+	w := allocSize(len(key)) + allocSize(cap(e.data)) + entryOverhead
 	if w > math.MaxUint32 {
 		return math.MaxUint32
 	}
 	return uint32(w)
+}
+
+// sizeClasses are the Go allocator's size classes for small objects
+// (runtime/sizeclasses.go): an allocation of n bytes, n <= 32 KiB, takes the
+// first class that holds it.
+var sizeClasses = [...]uint16{8, 16, 24, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192,
+	208, 224, 240, 256, 288, 320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768, 896, 1024,
+	1152, 1280, 1408, 1536, 1792, 2048, 2304, 2688, 3072, 3200, 3456, 4096, 4864, 5376, 6144,
+	6528, 6784, 6912, 8192, 9472, 9728, 10240, 10880, 12288, 13568, 14336, 16384, 18432, 19072,
+	20480, 21760, 24576, 27264, 28672, 32768}
+
+// largeObject is the size above which the allocator gives an object whole
+// pages of pageSize bytes instead of a size class (for objects without
+// pointers, such as the bytes of a key or a value).
+const (
+	largeObject = 32768 - 8
+	pageSize    = 8192
+)
+
+// allocSize returns the bytes the Go allocator takes for an array of n
+// bytes. Arrays under 16 bytes may share a 16-byte block with others (the
+// tiny allocator); they are weighed by their size class all the same. Sizes
+// up to 1 KiB, the common case, are computed without a search: their
+// classes are multiples of 8 up to 32, of 16 up to 256, of 32 up to 512, of
+// 64 up to 768, then 896 and 1024.
+func allocSize(n int) uint64 {
+	u := uint64(n)
+	switch {
+	case n <= 0:
+		return 0
+	case n <= 32:
+		return (u + 7) &^ 7
+	case n <= 256:
+		return (u + 15) &^ 15
+	case n <= 512:
+		return (u + 31) &^ 31
+	case n <= 768:
+		return (u + 63) &^ 63
+	case n <= 896:
+		return 896
+	case n <= 1024:
+		return 1024
+	case n <= largeObject:
+		i, _ := slices.BinarySearch(sizeClasses[:], uint16(n))
+		return uint64(sizeClasses[i])
+	}
+	return (u + pageSize - 1) &^ (pageSize - 1)
 }
 
 // Get returns a copy of the value under key.
