@@ -125,7 +125,7 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, ttl time.Duration,
 	load func(context.Context) (v any, fromStore bool, err error)) {
 	defer c.idle.Done()
 	lctx := context.WithoutCancel(ctx)
-	v, fromStore, err, panicked := callLoad(lctx, load)
+	v, fromStore, panicked, err := callLoad(lctx, load)
 	if panicked != nil || err != nil {
 		c.stats.errors.add()
 		if err != nil {
@@ -157,14 +157,14 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, ttl time.Duration,
 }
 
 // callLoad calls load, turning a panic into a *LoadPanicError.
-func callLoad(ctx context.Context, load func(context.Context) (any, bool, error)) (v any, fromStore bool, err error, panicked *LoadPanicError) {
+func callLoad(ctx context.Context, load func(context.Context) (any, bool, error)) (v any, fromStore bool, panicked *LoadPanicError, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			panicked = &LoadPanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
 	v, fromStore, err = load(ctx)
-	return v, fromStore, err, nil
+	return v, fromStore, nil, err
 }
 
 // storeLoaded writes a loaded value under f's key, bounded by the cache's
