@@ -96,7 +96,7 @@ func TestMalformed(t *testing.T) {
 		{"malformed redis_url", "[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://:s3cret@localhost:63790000/0\"\n",
 			`:4: cache.redis_url: invalid redis_url "redis://***@localhost:***/0": port: want a number from 1 to 65535`},
 		{"redis_url without scheme", "[cache]\nbackend = \"redis\"\nredis_url = \"localhost:6379\"\n",
-			`:3: cache.redis_url: invalid redis_url "localhost:6379": missing scheme, as in redis://localhost:6379/0`},
+			`:3: cache.redis_url: invalid redis_url "***": missing scheme: write redis://[USER:PASSWORD@]HOST[:PORT][/DB]`},
 		{"redis_url unknown parameter", "[cache]\nbackend = \"redis\"\nredis_url = \"redis://h?pool_size=10\"\n",
 			`:3: cache.redis_url: invalid redis_url "redis://h?pool_size=***": unknown parameter(s) pool_size`},
 		{"redis_url with a fragment", "[cache]\nbackend = \"redis\"\nredis_url = \"redis://h:6379/0#s3cret\"\n",

@@ -112,9 +112,8 @@ func parse(rawURL string) (Options, error) {
 	case sp.untrustedScheme:
 		return o, fmt.Errorf("unsupported scheme: use redis://, rediss:// or unix://")
 	case sp.scheme == "":
-		if !sp.hasAt && !sp.slashes && sp.path == "" && !sp.hasQuery && !sp.hasFragment && validHostPort(sp.host) {
-			return o, fmt.Errorf("missing scheme, as in redis://%s/0", sp.host)
-		}
+		// Without a scheme nothing says what the text is: a host, or a
+		// password pasted alone ("S3cr3t", "admin:54321"). Echo none of it.
 		return o, fmt.Errorf("missing scheme: write redis://[USER:PASSWORD@]HOST[:PORT][/DB], or use rediss:// or unix://")
 	case !slices.Contains(schemes, strings.ToLower(sp.scheme)):
 		return o, fmt.Errorf("unsupported scheme %q: use redis://, rediss:// or unix://", sp.scheme)
@@ -469,10 +468,12 @@ func redactMalformed(raw string) string {
 	if p.untrustedScheme {
 		return "***"
 	}
-	var b strings.Builder
-	if p.scheme != "" {
-		b.WriteString(p.scheme + ":")
+	if p.scheme == "" {
+		// No scheme: the text may be a password pasted alone.
+		return "***"
 	}
+	var b strings.Builder
+	b.WriteString(p.scheme + ":")
 	if p.slashes {
 		b.WriteString("//")
 	}

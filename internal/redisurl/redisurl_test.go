@@ -44,9 +44,9 @@ func TestParseErrors(t *testing.T) {
 	const known = "(known: addr, client_name, db, dial_timeout, master_set, sentinel_password, sentinel_username, skip_verify)"
 	tests := []struct{ in, want string }{
 		{"", `invalid redis_url: empty`},
-		{"localhost:6379", `invalid redis_url "localhost:6379": missing scheme, as in redis://localhost:6379/0`},
+		{"localhost:6379", `invalid redis_url "***": missing scheme: write redis://[USER:PASSWORD@]HOST[:PORT][/DB]`},
 		{"redis:localhost", `invalid redis_url "redis:***": missing "//" after "redis:", as in redis://host:6379/0`},
-		{"//localhost:6379", `invalid redis_url "//localhost:6379": missing scheme: write redis://[USER:PASSWORD@]HOST[:PORT][/DB]`},
+		{"//localhost:6379", `invalid redis_url "***": missing scheme: write redis://[USER:PASSWORD@]HOST[:PORT][/DB]`},
 		{"http://localhost", `invalid redis_url "http://localhost": unsupported scheme "http": use redis://, rediss:// or unix://`},
 		{"redis://", `invalid redis_url "redis://": missing host, as in redis://localhost:6379/0`},
 		{"redis://:s3cret@h:99999", `invalid redis_url "redis://***@h:***": port: want a number from 1 to 65535`},
@@ -81,7 +81,7 @@ func TestParseErrors(t *testing.T) {
 		{"redis://default:s3c?ret@h:6379", `invalid redis_url "redis://***@***": cannot tell where the password ends`},
 		{"redis://default:s3c@ret@h:6379", `invalid redis_url "redis://***@h:6379": cannot tell where the password ends`},
 		{"redis:S3cret@localhost:6379", `invalid redis_url "redis:***@localhost:6379": missing "//" after "redis:"`},
-		{"default:S3cret@localhost:6379", `invalid redis_url "***@localhost:6379": missing scheme`},
+		{"default:S3cret@localhost:6379", `invalid redis_url "***": missing scheme`},
 		{"redis://:s@h:6379?addr=:s3cret", `invalid redis_url "redis://***@h:6379?addr=***": the 1st addr=: missing host before the port`},
 		{"redis:///user:s3cret@localhost", `invalid redis_url "redis://***@localhost": too many "/" after "redis:"`},
 		{"redis://default:s3cret", `invalid redis_url "redis://default:***": port: want a number from 1 to 65535`},
@@ -125,8 +125,10 @@ func TestRedact(t *testing.T) {
 		// Malformed: only what cannot be part of a password.
 		{"redis://app:s3cret@h:1/0?addr=h2:2&password=p4ss", "redis://***@h:1/0?addr=***&password=***"},
 		{"redis://user:1234/5678@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"},
-		{"default:Secr3t@localhost:6379", "***@localhost:6379"},
-		{"default:Secr3t", "default:***"},
+		{"default:Secr3t@localhost:6379", "***"},
+		{"default:Secr3t", "***"},
+		{"S3cr3tPW", "***"}, // a password pasted alone
+		{"admin:54321", "***"},
 		{"redis:Secr3t", "redis:***"},
 		{"unix://:s3cret@/run/redis.sock?db=x", "unix://***@/run/redis.sock?db=***"},
 	}
