@@ -1,16 +1,19 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ushka-go/ushka/codec"
+	"github.com/ushka-go/ushka/internal/memstore"
 )
 
 // Cache is the cache service that application code receives: the Go form of
@@ -29,10 +32,19 @@ type Cache struct {
 	closed     atomic.Bool
 	stats      counters
 
+	locker        Locker // the store's cross-process lease, when it has one
+	policy        policy // GetOrSet's defaults: fail-safe, early refresh, load timeouts
+	lease         time.Duration
+	staleMaxBytes int64
+	staleOnce     sync.Once
+	staleStore    atomic.Pointer[memstore.Store] // fail-safe's local copies
+
 	flightMu sync.Mutex
 	flights  map[string][]*flight // running GetOrSet loads, by key
 	nflights atomic.Int64         // how many flights there are, read without flightMu
 	idle     sync.WaitGroup       // one per flight, until its value is stored
+	writesMu sync.Mutex           // orders writes.Add with Close's writes.Wait
+	writes   sync.WaitGroup       // stores of loaded values after their callers got them
 }
 
 // borrower is implemented by a Store that can lend its stored bytes instead
@@ -53,7 +65,12 @@ func New(store Store, opts ...Option) *Cache {
 		codec:   codec.JSON,
 		log:     slog.Default(),
 		timeout: DefaultTimeout,
+		policy:  policy{throttle: DefaultFailSafeThrottle},
+		lease:   DefaultLockLease,
+
+		staleMaxBytes: DefaultStaleMaxBytes,
 	}
+	c.locker, _ = store.(Locker)
 	c.borrow, _ = store.(borrower)
 	_, discard := store.(*discardStore)
 	c.local = c.borrow != nil || discard
@@ -109,7 +126,9 @@ func (c *Cache) get(ctx context.Context, key string, dst any, fresh bool) (found
 	return true, nil
 }
 
-// read fetches key from the store and decodes it into dst, without counting.
+// read fetches key's value from the store and decodes it into dst, without
+// counting. An entry with a header (see [Entry]) is read only while fresh:
+// a stale value, a placeholder or an unknown layout is a miss.
 func (c *Cache) read(ctx context.Context, key string, dst any, fresh bool) (found bool, err error) {
 	var b []byte
 	if c.borrow != nil {
@@ -117,10 +136,17 @@ func (c *Cache) read(ctx context.Context, key string, dst any, fresh bool) (foun
 	} else {
 		b, found, err = c.store.Get(ctx, key)
 	}
-	if err == nil && found {
-		err = c.decode(b, dst, fresh)
+	if err != nil || !found {
+		return false, err
 	}
-	return found, err
+	if len(b) > 0 && b[0] == EntryMagic[0] {
+		e, perr := ParseEntry(b)
+		if perr != nil || !e.freshAt(time.Now()) {
+			return false, nil
+		}
+		b = e.Value
+	}
+	return true, c.decode(b, dst, fresh)
 }
 
 // Set stores value under key for ttl. A ttl of 0 means the cache's default
@@ -146,6 +172,7 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 		return fmt.Errorf("cache: set %q: encode %T: %w", key, value, err)
 	}
 	c.stopLoads(key, false)
+	c.dropStale(key, false)
 	err = c.setBytes(ctx, key, b, ttl)
 	c.unjoin(key, false)
 	return err
@@ -186,6 +213,7 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	c.stopLoads(key, false)
+	c.dropStale(key, false)
 	err := c.store.Delete(ctx, key)
 	c.unjoin(key, false)
 	if err != nil {
@@ -204,6 +232,7 @@ func (c *Cache) Clear(ctx context.Context) error {
 		return sentinelf(ErrClosed, "cache: clear: cache is closed")
 	}
 	c.stopLoads("", true)
+	c.dropStale("", true)
 	err := c.store.Clear(ctx)
 	c.unjoin("", true)
 	if err != nil {
@@ -227,11 +256,24 @@ func (c *Cache) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes the store, releasing its connections. Every later call
-// returns an error matching [ErrClosed]. Closing twice is not an error.
+// Close closes the store, releasing its connections. It first lets the
+// stores of values that [GetOrSet] loaded and already returned land, each
+// bounded by the timeout. Every later call returns an error matching
+// [ErrClosed]. Closing twice is not an error.
 func (c *Cache) Close() error {
-	if !c.closed.CompareAndSwap(false, true) {
+	c.writesMu.Lock() // so that no store is added to writes after the Wait below
+	first := c.closed.CompareAndSwap(false, true)
+	c.writesMu.Unlock()
+	if !first {
 		return nil
+	}
+	// Stores of loaded values whose callers already have them land before
+	// the connections close, each bounded by the timeout: a process that
+	// exits right after GetOrSet returned still shares what it loaded.
+	c.writes.Wait()
+	c.staleOnce.Do(func() {}) // no copies are made after Close
+	if s := c.staleStore.Load(); s != nil {
+		s.Close()
 	}
 	if err := c.store.Close(); err != nil {
 		return fmt.Errorf("cache: close: %w", err)
@@ -251,6 +293,17 @@ func Get[T any](ctx context.Context, c *Cache, key string) (T, bool, error) {
 		return zero, found, err
 	}
 	return v, true, nil
+}
+
+// writing registers a store that Close must wait for, unless c is closed.
+func (c *Cache) writing() bool {
+	c.writesMu.Lock()
+	defer c.writesMu.Unlock()
+	if c.closed.Load() {
+		return false
+	}
+	c.writes.Add(1)
+	return true
 }
 
 // check applies the rules every call shares: the cache is open and the key
@@ -284,17 +337,30 @@ func keyProblem(key string) string {
 	return ""
 }
 
-func (c *Cache) encode(value any) ([]byte, error) {
+// encode encodes value for the store. []byte and string values pass as they
+// are, unless they start like an entry with a header, [EntryMagic]: those
+// are stored inside a header, so that they read back as written. A panic in
+// the value's own encoding method (a MarshalJSON with a bug) is an error,
+// since a GetOrSet stores on a goroutine where a panic would end the process.
+func (c *Cache) encode(value any) (_ []byte, err error) {
+	var b []byte
 	switch v := value.(type) {
 	case []byte:
-		if v == nil {
-			return []byte{}, nil
-		}
-		return append([]byte(nil), v...), nil
+		b = append([]byte{}, v...)
 	case string:
-		return []byte(v), nil
+		b = []byte(v)
+	default:
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("encoding panicked: %v\n\n%s", r, debug.Stack())
+			}
+		}()
+		return c.codec.Marshal(value)
 	}
-	return c.codec.Marshal(value)
+	if bytes.HasPrefix(b, []byte(EntryMagic)) {
+		return Entry{Value: b, header: true}.Append(nil), nil
+	}
+	return b, nil
 }
 
 // errNotPointer is returned when Get is given a destination it cannot fill.

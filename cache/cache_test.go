@@ -415,6 +415,11 @@ func TestSecretURL(t *testing.T) {
 		if fmt.Sprintf("%v %s", u, u) != tt.want+" "+tt.want || strings.Contains(b.String(), "s3cret") {
 			t.Errorf("SecretURL(%q) leaks its secret: %v / %s", tt.in, u, b.String())
 		}
+		// %#v too, of the URL and of a Config holding it (found by the
+		// hostile review of issue 8: it printed the raw string).
+		if gs := fmt.Sprintf("%#v %#v", u, cache.Config{RedisURL: u}); strings.Contains(gs, "s3cret") {
+			t.Errorf("%%#v of SecretURL(%q) leaks its secret: %s", tt.in, gs)
+		}
 	}
 }
 

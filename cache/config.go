@@ -3,6 +3,7 @@ package cache
 import (
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +18,17 @@ const (
 	DefaultCodec     = "json"
 	DefaultTimeout   = 250 * time.Millisecond
 	DefaultMaxBytes  = 64 << 20 // 64 MiB of heap held by in-memory entries
+
+	// DefaultFailSafeThrottle is how long fail-safe serves a stale value
+	// before it tries the load again.
+	DefaultFailSafeThrottle = time.Second
+	// DefaultStaleMaxBytes bounds the process-local copies of values that
+	// fail-safe serves while the store is down.
+	DefaultStaleMaxBytes = 16 << 20
+	// DefaultLockLease is the lease of a cross-process load lock: how soon a
+	// key whose loading process died is free again. The holder renews it
+	// while its load runs.
+	DefaultLockLease = 5 * time.Second
 )
 
 // Config is the [cache] section of ushka.toml, as package config loads it.
@@ -53,6 +65,33 @@ type Config struct {
 	// MaxEntries bounds an in-memory store by its number of entries instead of
 	// its bytes. Set at most one of MaxBytes and MaxEntries.
 	MaxEntries int
+
+	// StaleTTL turns fail-safe on for [GetOrSet]: an entry is kept this long
+	// past its ttl, and served when a fresh value cannot be had (the load
+	// fails or passes LoadTimeout, or the store is down). Zero, the
+	// default, turns it off. [Cache.Get] never returns a stale value.
+	StaleTTL time.Duration
+	// RefreshAhead turns early refresh on for [GetOrSet]: a hit on an entry
+	// past this fraction of its ttl (0.8: the last fifth) is served at once
+	// and reloaded in the background, once across processes. Zero, the
+	// default, turns it off; otherwise it is between 0 and 1, exclusive.
+	RefreshAhead float64
+	// FailSafeThrottle is how long fail-safe serves a stale value before
+	// trying the load again. Default 1s.
+	FailSafeThrottle time.Duration
+	// StaleMaxBytes bounds the copies of values this process keeps so that
+	// fail-safe can serve them while a remote store is down. Default 16 MiB.
+	StaleMaxBytes int64
+	// LoadTimeout is a soft bound on a load when a stale value is at hand:
+	// past it the stale value is served, and the load goes on in the
+	// background and stores its value. Zero: no bound.
+	LoadTimeout time.Duration
+	// LoadHardTimeout cancels a load's context after it. Zero: no bound.
+	LoadHardTimeout time.Duration
+	// LockLease is the lease of a cross-process load lock (a [Locker]
+	// store): a key whose loading process died is free again within it.
+	// The holder renews it while its load runs. Default 5s.
+	LockLease time.Duration
 }
 
 // WithDefaults returns cfg with its zero fields set to their defaults.
@@ -71,6 +110,15 @@ func (cfg Config) WithDefaults() Config {
 	}
 	if cfg.MaxBytes == 0 && cfg.MaxEntries == 0 {
 		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.FailSafeThrottle == 0 {
+		cfg.FailSafeThrottle = DefaultFailSafeThrottle
+	}
+	if cfg.StaleMaxBytes == 0 {
+		cfg.StaleMaxBytes = DefaultStaleMaxBytes
+	}
+	if cfg.LockLease == 0 {
+		cfg.LockLease = DefaultLockLease
 	}
 	return cfg
 }
@@ -128,6 +176,32 @@ func (cfg Config) Validate() error {
 	if cfg.MaxEntries < 0 {
 		return bad("max_entries", "must not be negative, got %d", cfg.MaxEntries)
 	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"stale_ttl", cfg.StaleTTL}, {"fail_safe_throttle", cfg.FailSafeThrottle},
+		{"load_timeout", cfg.LoadTimeout}, {"load_hard_timeout", cfg.LoadHardTimeout}, {"lock_lease", cfg.LockLease},
+	} {
+		if d.v < 0 {
+			return bad(d.field, "must not be negative, got %s", d.v)
+		}
+		if d.v > MaxTTL {
+			return bad(d.field, "must be at most 100 years (cache.MaxTTL), got %s", d.v)
+		}
+	}
+	if cfg.LockLease > 0 && cfg.LockLease < 10*time.Millisecond {
+		return bad("lock_lease", "must be at least 10ms, got %s", cfg.LockLease)
+	}
+	if !(cfg.RefreshAhead >= 0 && cfg.RefreshAhead < 1) { // NaN fails too
+		return bad("refresh_ahead", "must be 0 (off) or a fraction of the ttl between 0 and 1, such as 0.8, got %v", cfg.RefreshAhead)
+	}
+	if cfg.StaleMaxBytes < 0 {
+		return bad("stale_max_bytes", "must not be negative, got %d", cfg.StaleMaxBytes)
+	}
+	if cfg.LoadTimeout > 0 && cfg.LoadHardTimeout > 0 && cfg.LoadHardTimeout < cfg.LoadTimeout {
+		return bad("load_hard_timeout", "must not be shorter than load_timeout (%s), got %s", cfg.LoadTimeout, cfg.LoadHardTimeout)
+	}
 	if cfg.MaxBytes > 0 && cfg.MaxEntries > 0 {
 		return bad("max_entries", "set either max_bytes or max_entries, not both")
 	}
@@ -144,6 +218,10 @@ func (u SecretURL) String() string { return Redact(string(u)) }
 
 // LogValue implements [slog.LogValuer], logging the redacted URL.
 func (u SecretURL) LogValue() slog.Value { return slog.StringValue(u.String()) }
+
+// GoString implements [fmt.GoStringer] with the redacted URL, so that %#v
+// of a Config never shows the password either.
+func (u SecretURL) GoString() string { return strconv.Quote(u.String()) }
 
 // MarshalText implements [encoding.TextMarshaler] with the redacted URL, so
 // that printing a Config as JSON or TOML never shows the password.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"reflect"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // A flight is one running [GetOrSet] load of a key as a type, and its
@@ -28,24 +30,45 @@ type flight struct {
 
 	write       sync.Mutex // held while the loaded value is being stored
 	invalidated bool       // guarded by write: the value must not be stored
+
+	// Set by the flight's own goroutine only:
+	token     string        // the key's cross-process lease, when held
+	renewStop func()        // stops the lease's renewal
+	staleTTL  time.Duration // how long fail-safe keeps what it stores
+
+	panicLogged atomic.Bool // a caller that served a stale value logged the panic
+}
+
+// stopRenew stops the renewal of f's lease, if any.
+func (f *flight) stopRenew() {
+	if f.renewStop != nil {
+		f.renewStop()
+		f.renewStop = nil
+	}
 }
 
 // joinFlight returns the flight loading key as typ, starting one (leader ==
-// true: the caller runs it) when there is none. Either way the caller is
-// counted as a waiter until [Cache.wait] returns.
-func (c *Cache) joinFlight(key string, typ reflect.Type) (f *flight, leader bool) {
+// true: the caller runs it) when there is none. When wait is set the caller
+// is counted as a waiter until [Cache.wait] returns; an early refresh
+// starts a flight without waiting for it.
+func (c *Cache) joinFlight(key string, typ reflect.Type, wait bool) (f *flight, leader bool) {
 	c.flightMu.Lock()
 	defer c.flightMu.Unlock()
 	for _, f := range c.flights[key] {
 		if f.typ == typ && !f.unjoined {
-			f.waiters++
+			if wait {
+				f.waiters++
+			}
 			return f, false
 		}
 	}
 	if c.flights == nil {
 		c.flights = make(map[string][]*flight)
 	}
-	f = &flight{key: key, typ: typ, done: make(chan struct{}), waiters: 1}
+	f = &flight{key: key, typ: typ, done: make(chan struct{})}
+	if wait {
+		f.waiters = 1
+	}
 	c.flights[key] = append(c.flights[key], f)
 	c.nflights.Add(1)
 	c.idle.Add(1)
@@ -82,14 +105,19 @@ func (c *Cache) finishFlight(f *flight, err error, panicked *LoadPanicError) (un
 	return f.waiters == 0
 }
 
-// wait waits for f's outcome or for ctx to end. A caller that gives up stops
-// being f's waiter, unless the outcome came at the same moment: then it takes
-// the outcome, so that a panic is never lost between the two.
-func (c *Cache) wait(ctx context.Context, f *flight) error {
+// wait waits for f's outcome, for ctx to end or for soft to fire (then it
+// returns errSoftTimeout). A caller that gives up stops being f's waiter,
+// unless the outcome came at the same moment: then it takes the outcome, so
+// that a panic is never lost between the two.
+func (c *Cache) wait(ctx context.Context, f *flight, soft <-chan time.Time) error {
+	var err error
 	select {
 	case <-f.done:
 		return nil
 	case <-ctx.Done():
+		err = ctx.Err()
+	case <-soft:
+		err = errSoftTimeout
 	}
 	c.flightMu.Lock()
 	defer c.flightMu.Unlock()
@@ -99,7 +127,7 @@ func (c *Cache) wait(ctx context.Context, f *flight) error {
 	default:
 	}
 	f.waiters--
-	return ctx.Err()
+	return err
 }
 
 // An invalidation (a Delete, Set or Clear of the store) must not be undone

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -47,7 +48,7 @@ import (
 // Invalid keys and TTLs and a closed cache are errors, as for [Cache.Get]
 // and [Cache.Set], and load is not called.
 func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duration,
-	load func(context.Context) (T, error)) (T, error) {
+	load func(context.Context) (T, error), opts ...GetOrSetOption) (T, error) {
 	var zero T
 	if err := checkTTL(key, ttl); err != nil {
 		return zero, err
@@ -55,48 +56,186 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 	if load == nil {
 		return zero, fmt.Errorf("cache: get or set %q: nil load function", key)
 	}
-	v, found, err := Get[T](ctx, c, key)
-	switch {
-	case err == nil && found:
-		return v, nil
-	case err != nil && (errors.Is(err, ErrInvalidKey) || errors.Is(err, ErrClosed)):
+	if err := c.check("get", key); err != nil {
 		return zero, err
-	case ctx.Err() != nil:
-		// The caller gave up: start no load that nobody would wait for, and
-		// do not report the caller's own cancellation as a cache failure.
-		return zero, ctx.Err()
-	case err != nil:
-		c.log.WarnContext(ctx, "cache read failed; loading instead", "key", key, "err", err)
 	}
-
-	recheck := err == nil // a store that just failed is not asked twice
-	f, leader := c.joinFlight(key, reflect.TypeFor[T]())
-	if leader {
-		go c.runFlight(ctx, f, ttl, func(lctx context.Context) (any, bool, error) {
-			// Another flight may have stored the value between our miss and
-			// this flight's start; read once more before paying for a load.
-			if recheck {
+	p := c.policy
+	if len(opts) > 0 {
+		p = p.with(opts) // apart, so that p stays on the stack without options
+	}
+	e, found, err := c.readEntry(ctx, key)
+	var stale staleValue // the value fail-safe may serve, if any
+	var now time.Time    // read only where a header or fail-safe needs it
+	if err != nil || e.header {
+		now = time.Now()
+	}
+	switch {
+	case err != nil && (errors.Is(err, ErrClosed) || ctx.Err() != nil):
+		// A closed cache, or a caller that gave up: start no load that
+		// nobody would wait for, and count no cache failure.
+		if ctx.Err() != nil {
+			return zero, ctx.Err()
+		}
+		return zero, fmt.Errorf("cache: get %q: %w", key, err)
+	case err != nil:
+		c.stats.errors.add()
+		if p.staleTTL > 0 {
+			stale = c.localStale(key)
+			if stale.ok && stale.e.freshAt(now) {
+				// The store is down, and this process's copy is still
+				// fresh: it is as good as the store's would be.
 				var v T
-				if found, err := c.read(lctx, key, &v, true); err == nil && found {
-					return v, true, nil
+				if c.decode(stale.e.Value, &v, true) == nil {
+					c.stats.hits.add()
+					p.report(OutcomeHit)
+					return v, nil
 				}
 			}
-			c.stats.loads.add()
-			v, err := load(lctx)
-			return v, false, err
-		})
+		}
+		c.log.WarnContext(ctx, "cache read failed; loading instead", "key", key, "err", err)
+	case found && e.freshAt(now):
+		var v T
+		derr := c.decode(e.Value, &v, true)
+		if derr == nil {
+			c.stats.hits.add()
+			if p.staleTTL > 0 && e.header && !c.local {
+				c.keepStale(key, e, p.staleTTL)
+			}
+			if e.refreshDue(now, p.refreshAhead) {
+				c.refresh(ctx, key, reflect.TypeFor[T](), ttl, p, e, anyLoad(load), decodeAs[T](c))
+			}
+			p.report(OutcomeHit)
+			return v, nil
+		}
+		c.stats.errors.add()
+		c.log.WarnContext(ctx, "cache entry does not decode; loading instead", "key", key, "err", derr)
+		e, found = Entry{}, false // reload and overwrite it
+	case found && !e.Placeholder:
+		c.stats.misses.add()
+		if p.staleTTL > 0 {
+			stale = staleValue{e, true}
+		}
+	default:
+		c.stats.misses.add()
 	}
-	if err := c.wait(ctx, f); err != nil {
+	decode := decodeAs[T](c)
+	if stale.ok && stale.e.Stale && now.Before(stale.e.Fresh) {
+		// Fail-safe is throttling this key's loads: serve the stale value.
+		if v, ok := c.serveStale(ctx, key, stale, decode, nil); ok {
+			p.report(OutcomeStale)
+			return v.(T), nil
+		}
+	}
+	if ctx.Err() != nil {
+		return zero, ctx.Err()
+	}
+
+	if c.loading(ctx, key, reflect.TypeFor[T]()) {
+		// Waiting for our own load would wait forever, and so would every
+		// later caller of the key.
+		return zero, fmt.Errorf("cache: get or set %q: called from the load of that same key and type", key)
+	}
+	f, leader := c.joinFlight(key, reflect.TypeFor[T](), true)
+	if leader {
+		j := &loadJob{
+			key: key, ttl: ttl, p: p, stale: stale, storeOK: err == nil,
+			recheck: err == nil && !found,
+			load:    anyLoad(load),
+			decode:  decode,
+		}
+		if found && e.header && !e.Placeholder {
+			j.seen = e.Created
+		}
+		go c.runFlight(ctx, f, j)
+	}
+	var soft <-chan time.Time
+	if stale.ok && p.loadTimeout > 0 {
+		t := time.NewTimer(p.loadTimeout)
+		defer t.Stop()
+		soft = t.C
+	}
+	switch err := c.wait(ctx, f, soft); {
+	case errors.Is(err, errSoftTimeout):
+		if v, ok := c.serveStale(ctx, key, stale, decode, err); ok {
+			p.report(OutcomeStale)
+			return v.(T), nil
+		}
+		return zero, ctx.Err() // unreachable: soft is set only with a stale value
+	case err != nil:
 		return zero, err
 	}
-	if f.panicked != nil {
-		panic(f.panicked)
-	}
-	if f.err != nil {
+	if f.err != nil || f.panicked != nil {
+		if stale.ok {
+			cause := f.err
+			if f.panicked != nil {
+				cause = f.panicked
+				if f.panicLogged.CompareAndSwap(false, true) {
+					c.log.ErrorContext(ctx, "cache load panicked; serving the stale value",
+						"key", key, "panic", fmt.Sprint(f.panicked.Value), "stack", string(f.panicked.Stack))
+				}
+			}
+			if v, ok := c.serveStale(ctx, key, stale, decode, cause); ok {
+				p.report(OutcomeStale)
+				return v.(T), nil
+			}
+		}
+		if f.panicked != nil {
+			panic(f.panicked)
+		}
 		return zero, f.err
 	}
-	v, _ = f.val.(T) // a nil interface value stays the zero T
+	p.report(OutcomeLoaded)
+	v, _ := f.val.(T) // a nil interface value stays the zero T
 	return v, nil
+}
+
+// decodeAs returns a function that decodes an entry's value as a T.
+func decodeAs[T any](c *Cache) func([]byte) (any, error) {
+	return func(b []byte) (any, error) {
+		var v T
+		err := c.decode(b, &v, true)
+		return v, err
+	}
+}
+
+// anyLoad returns load with its result as an any.
+func anyLoad[T any](load func(context.Context) (T, error)) func(context.Context) (any, error) {
+	return func(ctx context.Context) (any, error) { return load(ctx) }
+}
+
+// loadJob is what a flight needs to load a key and store the value.
+type loadJob struct {
+	key     string
+	ttl     time.Duration
+	p       policy
+	seen    time.Time  // Created of the entry the leader read (zero: missing)
+	stale   staleValue // what fail-safe may serve, and hold for the throttle
+	storeOK bool       // the leader could read the store: a lock may be taken
+	recheck bool       // read once more before loading
+	refresh bool       // an early refresh of a fresh entry
+	load    func(context.Context) (any, error)
+	decode  func([]byte) (any, error)
+}
+
+// readEntry reads key's entry, without counting. An entry of an unknown
+// layout is a miss.
+func (c *Cache) readEntry(ctx context.Context, key string) (Entry, bool, error) {
+	var b []byte
+	var found bool
+	var err error
+	if c.borrow != nil {
+		b, found, err = c.borrow.Borrow(ctx, key)
+	} else {
+		b, found, err = c.store.Get(ctx, key)
+	}
+	if err != nil || !found {
+		return Entry{}, false, err
+	}
+	e, perr := ParseEntry(b)
+	if perr != nil {
+		return Entry{}, false, nil
+	}
+	return e, true, nil
 }
 
 // LoadPanicError is the value GetOrSet panics with when load panicked: the
@@ -116,22 +255,30 @@ func (e *LoadPanicError) Unwrap() error {
 	return err
 }
 
-// runFlight runs load on its own goroutine and releases f's waiters with its
-// outcome as soon as it returns. A value that load computed (rather than
-// found in the store) is then stored, unless an invalidation of its key came
-// after the load began. f stays joinable until then, so that callers
-// arriving meanwhile get the value instead of loading it again.
-func (c *Cache) runFlight(ctx context.Context, f *flight, ttl time.Duration,
-	load func(context.Context) (v any, fromStore bool, err error)) {
+// runFlight runs a job's load on its own goroutine and releases f's waiters
+// with its outcome as soon as it returns. A value that the load computed
+// (rather than found in the store) is then stored, unless an invalidation of
+// its key came after the load began. f stays joinable until then, so that
+// callers arriving meanwhile get the value instead of loading it again.
+func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 	defer c.idle.Done()
-	lctx := context.WithoutCancel(ctx)
-	v, fromStore, panicked, err := callLoad(lctx, load)
+	lctx := context.WithValue(context.WithoutCancel(ctx), loadingKey{}, &loadingFlight{c, f, ctx.Value(loadingKey{})})
+	v, fromStore, panicked, err := callLoad(lctx, func(ctx context.Context) (any, bool, error) { return c.fetch(ctx, f, j) })
+	f.stopRenew()
 	if panicked != nil || err != nil {
 		c.stats.errors.add()
 		if err != nil {
 			err = fmt.Errorf("cache: load %q: %w", f.key, err)
 		}
-		if unreceived := c.finishFlight(f, err, panicked); unreceived && panicked != nil {
+		if j.refresh {
+			c.log.WarnContext(lctx, "cache early refresh failed; the entry stays until its ttl", "key", f.key, "err", cmp.Or[any](err, panicked))
+		}
+		if j.stale.ok {
+			c.holdStale(lctx, f, j)
+		} else if f.token != "" {
+			c.unlock(lctx, f)
+		}
+		if unreceived := c.finishFlight(f, err, panicked); unreceived && panicked != nil && !j.stale.ok {
 			c.log.ErrorContext(lctx, "cache load panicked and no caller was left to receive the panic",
 				"key", f.key, "panic", fmt.Sprint(panicked.Value), "stack", string(panicked.Stack))
 		}
@@ -144,16 +291,76 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, ttl time.Duration,
 		// end the flight with their release, so that a later caller of a
 		// disabled cache loads again.
 		if !fromStore {
-			c.storeLoaded(lctx, f, v, ttl)
+			c.storeLoaded(lctx, f, v, j)
 		}
 		c.finishFlight(f, nil, nil)
 		return
 	}
 	close(f.done) // the waiters go now; a remote store is not theirs to wait for
-	c.storeLoaded(lctx, f, v, ttl)
+	if c.writing() {
+		c.storeLoaded(lctx, f, v, j)
+		c.writes.Done()
+	} else if f.token != "" {
+		c.unlock(lctx, f) // closed: release the key for the other processes
+	}
 	c.flightMu.Lock()
 	c.dropFlight(f)
 	c.flightMu.Unlock()
+}
+
+// fetch gets a job's value: from the store when another process stored it
+// meanwhile, otherwise from the load, run under the key's cross-process
+// lease when the store has a [Locker].
+func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, error) {
+	switch {
+	case c.locker != nil && j.storeOK:
+		if v, ok := c.lockOrWait(ctx, f, j); ok {
+			return v, true, nil
+		}
+	case j.recheck:
+		// Another flight may have stored the value between our miss and
+		// this flight's start; read once more before paying for a load.
+		if e, found, err := c.readEntry(ctx, j.key); err == nil && found && e.freshAt(time.Now()) {
+			if v, err := j.decode(e.Value); err == nil {
+				return v, true, nil
+			}
+		}
+	}
+	c.stats.loads.add()
+	if j.refresh {
+		c.stats.refreshes.add()
+	}
+	if j.p.hardTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, j.p.hardTimeout)
+		defer cancel()
+	}
+	v, err := j.load(ctx)
+	return v, false, err
+}
+
+// loadingKey is the context key under which a load's context carries the
+// flights it runs within: a *loadingFlight.
+type loadingKey struct{}
+
+// loadingFlight is a flight whose load is running, and the one whose load
+// started it, if any.
+type loadingFlight struct {
+	c      *Cache
+	f      *flight
+	parent any
+}
+
+// loading reports whether ctx is the context of a load of key as typ by c,
+// or of a load that such a load started: a GetOrSet of it would wait for
+// itself.
+func (c *Cache) loading(ctx context.Context, key string, typ reflect.Type) bool {
+	for l, _ := ctx.Value(loadingKey{}).(*loadingFlight); l != nil; l, _ = l.parent.(*loadingFlight) {
+		if l.c == c && l.f.key == key && l.f.typ == typ {
+			return true
+		}
+	}
+	return false
 }
 
 // callLoad calls load, turning a panic into a *LoadPanicError.
@@ -168,24 +375,74 @@ func callLoad(ctx context.Context, load func(context.Context) (any, bool, error)
 }
 
 // storeLoaded writes a loaded value under f's key, bounded by the cache's
-// timeout, unless f was invalidated. It holds f.write throughout, so that an
-// invalidation either stops it or waits for it to land and then removes it.
-func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, ttl time.Duration) {
+// timeout, unless f was invalidated: with a header when the job's policy
+// needs one, kept past its ttl for fail-safe, through the lease when f holds
+// one. It holds f.write throughout, so that an invalidation either stops it
+// or waits for it to land and then removes it.
+func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 	f.write.Lock()
 	defer f.write.Unlock()
-	if f.invalidated {
-		return
-	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	if f.invalidated {
+		if f.token != "" {
+			c.unlock(ctx, f)
+		}
+		return
+	}
 	b, err := c.encode(v)
 	if err != nil {
 		c.stats.errors.add()
-		err = fmt.Errorf("cache: set %q: encode %T: %w", f.key, v, err)
-	} else {
-		err = c.setBytes(ctx, f.key, b, ttl)
+		c.log.WarnContext(ctx, "cache store of loaded value failed", "key", f.key, "err",
+			fmt.Errorf("cache: set %q: encode %T: %w", f.key, v, err))
+		if f.token != "" {
+			c.unlock(ctx, f)
+		}
+		return
 	}
-	if err != nil && !errors.Is(err, ErrClosed) {
-		c.log.WarnContext(ctx, "cache store of loaded value failed", "key", f.key, "err", err)
+	ttl := j.ttl
+	if ttl == 0 {
+		ttl = c.defaultTTL
+	}
+	e := Entry{Value: b}
+	keep := ttl
+	if j.p.on() {
+		now := time.Now()
+		e.Created = now
+		if ttl > 0 {
+			e.Fresh = now.Add(ttl)
+			keep = min(ttl+j.p.staleTTL, MaxTTL)
+		}
+	}
+	f.staleTTL = j.p.staleTTL
+	c.write(ctx, f, e, keep, "cache store of loaded value failed")
+}
+
+// write stores e under f's key for keep: through f's lease when it holds
+// one, else with a plain Set. It keeps a copy for fail-safe when the store
+// is remote, and logs a failure with msg.
+func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep time.Duration, msg string) {
+	data := e.Append(nil)
+	var err error
+	if f.token != "" {
+		var stored bool
+		stored, err = c.locker.Fill(ctx, f.key, f.token, data, keep)
+		if err == nil && !stored {
+			c.log.DebugContext(ctx, "cache lease lost before the loaded value was stored", "key", f.key)
+			return
+		}
+	} else {
+		err = c.store.Set(ctx, f.key, data, keep)
+	}
+	if err != nil {
+		c.failed(ctx, err)
+		if !errors.Is(err, ErrClosed) {
+			c.log.WarnContext(ctx, msg, "key", f.key, "err", fmt.Errorf("cache: set %q: %w", f.key, err))
+		}
+	} else {
+		c.stats.sets.add()
+	}
+	if !c.local && f.staleTTL > 0 && (e.Stale || !e.Fresh.IsZero()) {
+		c.keepStaleBytes(f.key, data, keep)
 	}
 }

@@ -3,12 +3,16 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ushka-go/ushka/cache"
+	"github.com/ushka-go/ushka/cache/memory"
+	"github.com/ushka-go/ushka/internal/testutil"
 )
 
 func TestGetOrSetLoadsOnceUnderConcurrency(t *testing.T) {
@@ -186,5 +190,56 @@ func TestGetOrSetCanceledCallerStartsNoLoad(t *testing.T) {
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("GetOrSet with a canceled context = %v, want context.Canceled", err)
+	}
+}
+
+// panicky's encoding panics, as a MarshalJSON with a nil dereference does.
+type panicky struct{ X int }
+
+func (panicky) MarshalJSON() ([]byte, error) { panic("boom in MarshalJSON") }
+
+// TestEncodingPanicDoesNotKillTheProcess: GetOrSet stores its value on a
+// goroutine of its own, where a panic in the value's MarshalJSON ended the
+// whole process before the fix (found by the hostile review of issue 8). It
+// is an error now, logged and counted; Set returns it.
+func TestEncodingPanicDoesNotKillTheProcess(t *testing.T) {
+	var logs testutil.Buffer
+	s, _ := memory.New(memory.Options{})
+	c := cache.New(s, cache.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	defer c.Close()
+	v, err := cache.GetOrSet(t.Context(), c, "p", 0, func(context.Context) (panicky, error) { return panicky{1}, nil })
+	if err != nil || v.X != 1 {
+		t.Fatalf("GetOrSet = (%v, %v), want the loaded value", v, err)
+	}
+	c.WaitIdle(t.Context())
+	if !strings.Contains(logs.String(), "boom in MarshalJSON") {
+		t.Fatalf("the encoding panic was not logged: %q", logs.String())
+	}
+	if err := c.Set(t.Context(), "p", panicky{2}, 0); err == nil || !strings.Contains(err.Error(), "boom in MarshalJSON") {
+		t.Fatalf("Set of a value whose encoding panics = %v, want an error naming the panic", err)
+	}
+}
+
+// TestRecursiveGetOrSetFailsInsteadOfHanging: a load that asks for its own
+// key (directly, or through another key's load) would wait for itself, and
+// every later caller of the key with it. Before the fix the key hung for
+// good (found by the hostile review of issue 8).
+func TestRecursiveGetOrSetFailsInsteadOfHanging(t *testing.T) {
+	c := newCache(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var loadA func(context.Context) (int, error)
+	loadB := func(ctx context.Context) (int, error) { return cache.GetOrSet(ctx, c, "a", 0, loadA) }
+	loadA = func(ctx context.Context) (int, error) { return cache.GetOrSet(ctx, c, "b", 0, loadB) }
+	for _, start := range []struct {
+		key  string
+		load func(context.Context) (int, error)
+	}{{"a", func(ctx context.Context) (int, error) { return cache.GetOrSet(ctx, c, "a", 0, loadA) }}, {"a", loadA}} {
+		if _, err := cache.GetOrSet(ctx, c, start.key, 0, start.load); err == nil || !strings.Contains(err.Error(), "called from the load") {
+			t.Fatalf("recursive GetOrSet = %v, want an error saying it was called from its own load", err)
+		}
+	}
+	if v, err := cache.GetOrSet(ctx, c, "a", 0, func(context.Context) (int, error) { return 7, nil }); err != nil || v != 7 {
+		t.Fatalf("GetOrSet after the recursion = (%v, %v), want a fresh load: the key is stuck", v, err)
 	}
 }

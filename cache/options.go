@@ -63,3 +63,18 @@ func codecName(cd codec.Codec) string {
 	}
 	return cd.Name()
 }
+
+// WithGetOrSetDefaults sets the options every [GetOrSet] call of the cache
+// starts from, as the stale_ttl, refresh_ahead, fail_safe_throttle,
+// load_timeout and load_hard_timeout keys of [Config] do; a call's own
+// options override them. [ReportOutcome] is ignored here.
+func WithGetOrSetDefaults(opts ...GetOrSetOption) Option {
+	return optionFunc{fmt.Sprintf("WithGetOrSetDefaults%v", opts), func(c *Cache) {
+		for _, o := range opts {
+			if o != nil {
+				o.applyGetOrSet(&c.policy)
+			}
+		}
+		c.policy.outcome = nil
+	}}
+}

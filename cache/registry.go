@@ -98,7 +98,12 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Cache, error) {
 	if store == nil {
 		return nil, fmt.Errorf("cache: open %s backend: opener returned a nil store", cfg.Backend)
 	}
+	base = append(base, WithGetOrSetDefaults(
+		StaleFor(cfg.StaleTTL), RefreshAhead(cfg.RefreshAhead), FailSafeThrottle(cfg.FailSafeThrottle),
+		LoadTimeout(cfg.LoadTimeout), LoadHardTimeout(cfg.LoadHardTimeout)))
 	c := New(store, append(base, opts...)...)
 	c.timeout = cfg.Timeout
+	c.lease = cfg.LockLease
+	c.staleMaxBytes = cfg.StaleMaxBytes
 	return c, nil
 }

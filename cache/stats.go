@@ -15,8 +15,13 @@ type Stats struct {
 	// Loads counts calls of a GetOrSet load function.
 	Loads uint64 `json:"loads"`
 	// Errors counts failed operations: store errors, values that could not be
-	// encoded or decoded, failed loads. Invalid keys and TTLs are not counted.
+	// encoded or decoded, failed loads. Invalid keys and TTLs are not counted,
+	// nor are callers' own cancellations.
 	Errors uint64 `json:"errors"`
+	// Stale counts values fail-safe served past their ttl.
+	Stale uint64 `json:"stale"`
+	// Refreshes counts early refreshes that ran a load.
+	Refreshes uint64 `json:"refreshes"`
 }
 
 // HitRatio returns Hits / (Hits + Misses), or 0 before any read.
@@ -46,15 +51,18 @@ func (c *counter) load() uint64 { return c.n.Load() }
 type counters struct {
 	_                                          [64]byte
 	hits, misses, sets, deletes, loads, errors counter
+	stale, refreshes                           counter
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
-		Hits:    c.hits.load(),
-		Misses:  c.misses.load(),
-		Sets:    c.sets.load(),
-		Deletes: c.deletes.load(),
-		Loads:   c.loads.load(),
-		Errors:  c.errors.load(),
+		Hits:      c.hits.load(),
+		Misses:    c.misses.load(),
+		Sets:      c.sets.load(),
+		Deletes:   c.deletes.load(),
+		Loads:     c.loads.load(),
+		Errors:    c.errors.load(),
+		Stale:     c.stale.load(),
+		Refreshes: c.refreshes.load(),
 	}
 }

@@ -37,6 +37,27 @@
 // database survive, including those whose names merely start like the
 // prefix ("ushka" and "ushkax:1" are not under "ushka:").
 //
+// # Locks
+//
+// A Store is a [cache.Locker], so that a GetOrSet load runs once across
+// every process that shares the Redis. The lease of a key lives in the key's
+// own entry, in the header that [cache.Entry] describes: it is under the key
+// prefix, goes with the key on Delete and Clear, and is in the key's Cluster
+// slot. Each of Lock, Renew, Fill and Unlock is one Lua script on that one
+// key, atomic with every other command on it. The scripts read the time
+// from the server (TIME), not from the calling process, so that processes
+// whose clocks differ agree on when a lease ends: a lease taken at server
+// time now ends at now + lease (milliseconds) and stands while that is later
+// than the server's time. A token holds a key while the entry's header names
+// it and its lease stands. Locks need Redis 6.0 or later (SET ... KEEPTTL).
+//
+// Fill and Unlock PUBLISH the key (without the prefix) on the store's
+// notification channel, named by the key prefix followed by [FilledChannel]:
+// "ushka:\xffushka:filled" for the default prefix. A classic PUBLISH reaches
+// the subscribers of every node of a Cluster. Each Store subscribes once, at
+// its first Watch, on a goroutine that Close stops, and hands each message to
+// the watchers of that key in its process.
+//
 // # Failures
 //
 // Every call is bounded by its context and by the configured timeout
@@ -110,6 +131,8 @@ type Store struct {
 	lastErr error
 	lastTry time.Time
 	wg      sync.WaitGroup // the connect goroutine
+
+	watch watchHub // the subscription for Watch (lock.go)
 }
 
 type clientRef struct{ c rueidis.Client }
@@ -162,6 +185,12 @@ func clientOption(u redisurl.Options, cfg cache.Config) (rueidis.ClientOption, e
 		SelectDB:     u.DB,
 		ClientName:   u.ClientName,
 		DisableCache: true, // no client-side caching (yet): no CLIENT TRACKING
+		// A cache call that fails is answered by the front end (a load, a
+		// stale value): retrying it with backoff until the timeout, as rueidis
+		// does by default, made every read of a dead Redis take the whole
+		// timeout. One immediate retry rides over a connection swapped by a
+		// Cluster topology refresh.
+		RetryDelay: retryOnce,
 	}
 	opt.Dialer.Timeout = 5 * time.Second
 	if u.DialTimeout > 0 {
@@ -193,6 +222,14 @@ func clientOption(u redisurl.Options, cfg cache.Config) (rueidis.ClientOption, e
 		}
 	}
 	return opt, nil
+}
+
+// retryOnce lets rueidis retry a failed read once, at once, and no more.
+func retryOnce(attempts int, _ rueidis.Completed, _ error) time.Duration {
+	if attempts <= 1 {
+		return 0
+	}
+	return -1
 }
 
 // escapeGlob escapes the characters SCAN MATCH treats specially. It works
@@ -313,7 +350,9 @@ func (s *Store) begin(ctx context.Context) (context.Context, context.CancelFunc,
 // long it waited. An error reply of the server matches [cache.ErrRefused].
 // It never includes the password.
 func (s *Store) fail(op string, err error) error {
-	if errors.Is(err, cache.ErrClosed) || errors.Is(err, rueidis.ErrClosing) && s.closed.Load() {
+	// A call that Close interrupted fails with the client's or the
+	// socket's "closed": it is ErrClosed all the same.
+	if errors.Is(err, cache.ErrClosed) || s.closed.Load() && (errors.Is(err, rueidis.ErrClosing) || errors.Is(err, net.ErrClosed)) {
 		return fmt.Errorf("redis: %s: %w", op, cache.ErrClosed)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -669,13 +708,15 @@ func pingWritable(ctx context.Context, c rueidis.Client) error {
 
 // Close ends the connect attempt in progress, if any, at once: it closes
 // every connection the store made, so a server that accepted a connection
-// and never answered cannot make Close wait for the dial timeout. Later
-// calls return [cache.ErrClosed].
+// and never answered cannot make Close wait for the dial timeout. It ends
+// the subscription of [Store.Watch], waking every watcher, and waits for its
+// goroutine. Later calls return [cache.ErrClosed].
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	s.dial.close()
+	s.watch.stop()
 	s.mu.Lock()
 	r := s.client.Swap(nil)
 	s.mu.Unlock()
@@ -683,6 +724,7 @@ func (s *Store) Close() error {
 		r.c.Close()
 	}
 	s.wg.Wait()
+	s.watch.wait()
 	return nil
 }
 

@@ -1,0 +1,157 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ushka-go/ushka/internal/memstore"
+)
+
+// Fail-safe (stale_ttl, [StaleFor]): an entry written by GetOrSet is kept
+// stale_ttl past its ttl, and served when a fresh value cannot be had: the
+// load fails, panics or passes its soft timeout, or the store cannot be
+// read. Then the stale value is stored again marked as such ("s" in its
+// header) and fresh for fail_safe_throttle, so that for that long every
+// process serves it without trying the load: a failing database is asked
+// once per throttle, not once per request.
+//
+// When the store itself is down, the value comes from a copy in process
+// memory: a bounded store (stale_max_bytes) of the entries this process
+// wrote or read through GetOrSet with fail-safe on. A copy still fresh is
+// served as a hit; a stale one as fail-safe serves any stale value. Delete, Set and
+// Clear remove this process's copies; other processes keep theirs until
+// they read the store again.
+
+// staleValue is an entry that fail-safe may serve, when ok.
+type staleValue struct {
+	e  Entry
+	ok bool
+}
+
+// errSoftTimeout ends a wait for a load that passed its soft timeout.
+var errSoftTimeout = errors.New("load timed out (soft)")
+
+// serveStale decodes the stale value and counts and logs that it is served
+// because of cause (nil: the throttle). It reports false when the value
+// does not decode.
+func (c *Cache) serveStale(ctx context.Context, key string, s staleValue, decode func([]byte) (any, error), cause error) (any, bool) {
+	v, err := decode(s.e.Value)
+	if err != nil {
+		return nil, false
+	}
+	c.stats.stale.add()
+	if cause != nil {
+		c.log.WarnContext(ctx, "cache serving a stale value", "key", key, "reason", cause)
+	}
+	return v, true
+}
+
+// holdStale stores a failed job's stale value again, marked stale and
+// fresh for the throttle, so that no process tries the load again before
+// the throttle has passed, and releases the job's lease. Its value is kept
+// until stale_ttl after it first went stale.
+func (c *Cache) holdStale(ctx context.Context, f *flight, j *loadJob) {
+	e := j.stale.e
+	now := time.Now()
+	if !e.Stale {
+		e.Created = e.Fresh // a stale entry's Created is when it went stale
+	}
+	if e.Created.IsZero() {
+		e.Created = now
+	}
+	keep := e.Created.Add(j.p.staleTTL).Sub(now)
+	if keep <= 0 {
+		if f.token != "" {
+			c.unlock(ctx, f)
+		}
+		return
+	}
+	e.Stale, e.Placeholder = true, false
+	e.Fresh = now.Add(j.p.throttle)
+	e.Lock, e.LockUntil = "", time.Time{}
+	e.header = true
+	f.write.Lock()
+	defer f.write.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if f.invalidated {
+		if f.token != "" {
+			c.unlock(ctx, f)
+		}
+		return
+	}
+	f.staleTTL = j.p.staleTTL
+	if !j.storeOK && f.token == "" {
+		// The store is down: hold the value in the local copy only.
+		c.keepStaleBytes(f.key, e.Append(nil), keep)
+		return
+	}
+	c.write(ctx, f, e, keep, "cache store of a stale value failed")
+}
+
+// staleCopies returns the store of local copies, making it on first use.
+func (c *Cache) staleCopies() *memstore.Store {
+	c.staleOnce.Do(func() {
+		s, err := memstore.New(memstore.Options{MaxBytes: c.staleMaxBytes})
+		if err == nil {
+			c.staleStore.Store(s)
+		}
+	})
+	return c.staleStore.Load()
+}
+
+// localStale returns this process's copy of key, if any.
+func (c *Cache) localStale(key string) staleValue {
+	s := c.staleStore.Load()
+	if s == nil {
+		return staleValue{}
+	}
+	b, found, err := s.Borrow(context.Background(), key)
+	if err != nil || !found {
+		return staleValue{}
+	}
+	e, err := ParseEntry(b)
+	if err != nil || e.Placeholder {
+		return staleValue{}
+	}
+	return staleValue{e, true}
+}
+
+// keepStale keeps a copy of e, an entry read from the store, unless the
+// copy kept already is the same.
+func (c *Cache) keepStale(key string, e Entry, staleTTL time.Duration) {
+	if have := c.localStale(key); have.ok && have.e.Created.Equal(e.Created) && have.e.Stale == e.Stale {
+		return
+	}
+	end := e.Fresh.Add(staleTTL)
+	if e.Stale {
+		end = e.Created.Add(staleTTL) // a stale entry's Created is when it went stale
+	}
+	keep := time.Until(end)
+	if e.Fresh.IsZero() || keep <= 0 {
+		return
+	}
+	e.Lock, e.LockUntil = "", time.Time{}
+	c.keepStaleBytes(key, e.Append(nil), keep)
+}
+
+// keepStaleBytes keeps data, an entry with a header, for keep.
+func (c *Cache) keepStaleBytes(key string, data []byte, keep time.Duration) {
+	if s := c.staleCopies(); s != nil && keep > 0 {
+		_ = s.Set(context.Background(), key, data, keep)
+	}
+}
+
+// dropStale removes this process's copy of key, or all copies.
+func (c *Cache) dropStale(key string, all bool) {
+	s := c.staleStore.Load()
+	if s == nil {
+		return
+	}
+	if all {
+		_ = s.Clear(context.Background())
+	} else {
+		_ = s.Delete(context.Background(), key)
+	}
+}

@@ -1,0 +1,175 @@
+package cache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"time"
+)
+
+// Locker is implemented by a [Store] that several processes share (Redis),
+// so that a [GetOrSet] load of a key runs once across all of them, not once
+// per process, and so that an invalidation in any process stops a load that
+// began before it from storing its value.
+//
+// The lease of a key lives in the key's own entry (see [Entry]): a missing
+// key is locked with a placeholder entry, an existing one by writing the
+// lock into its header. So a lock needs no key of its own, is under the
+// store's key prefix, is removed by Delete and Clear with the entry, and is
+// in the same Cluster slot as its value. Every method is atomic with respect
+// to every other call on the same key, in every process.
+//
+// The front end finds the capability with a type assertion, as database/sql
+// finds driver.Pinger; a Store without it keeps the in-process single-flight.
+// cachetest.TestLocker checks a Store that claims it.
+type Locker interface {
+	// Lock takes the lease of key for token until lease has passed, if no
+	// lease stands on it (token's own included) and the entry is the one the
+	// caller last saw:
+	// missing when seen is zero, or an entry with a header whose Created is
+	// seen. A missing key is locked by storing a placeholder that expires
+	// with the lease. A lease whose time has passed does not stand: its
+	// holder died or hung, and the key is taken over. A token is 1 to 64
+	// printable ASCII bytes other than "-"; lease is > 0.
+	//
+	// It returns whether it took the lease, and the entry as it was before
+	// the call (found == false when missing), so that a caller who did not
+	// get the lease can see whether the value it waits for has landed.
+	Lock(ctx context.Context, key, token string, lease time.Duration, seen time.Time) (acquired bool, entry []byte, found bool, err error)
+
+	// Renew extends token's lease on key to lease from now. Token holds the
+	// lease while the key's entry names token and the lease has not passed.
+	// Renew reports false when token no longer holds it: the entry was
+	// deleted, replaced, taken over, or the lease passed.
+	Renew(ctx context.Context, key, token string, lease time.Duration) (bool, error)
+
+	// Fill stores entry under key for ttl (0: no expiry) if token still
+	// holds key's lease (as for Renew), which the write releases, and then
+	// wakes the key's watchers in every process. It reports whether it stored: false when
+	// the lease was lost (a Delete, Clear or Set came, or it was taken over).
+	// Fill takes ownership of entry.
+	Fill(ctx context.Context, key, token string, entry []byte, ttl time.Duration) (bool, error)
+
+	// Unlock releases token's lease on key without storing a value: a
+	// placeholder is removed, an entry keeps its value and ttl. Releasing a
+	// lease that token does not hold does nothing. When it released one, it
+	// wakes the key's watchers.
+	Unlock(ctx context.Context, key, token string) error
+
+	// Watch returns a channel that receives when key is filled or unlocked,
+	// in any process, and a function that stops the watch. Call it before
+	// Lock, so that a Fill between a failed Lock and the wait is not missed.
+	// Notifications may be lost (a reconnect; the first Watch of a process,
+	// until its subscription is up); callers also re-check at an interval.
+	// After Close the channel receives once, so that a waiter looks again and
+	// finds the store closed.
+	Watch(key string) (filled <-chan struct{}, stop func())
+}
+
+// lockPoll is the longest a load waits for another process's lease before
+// it looks at the key again, in case a notification was lost.
+const lockPoll = 50 * time.Millisecond
+
+// lockOrWait takes the job's key's lease for f, or waits for the process
+// that holds it to store the value. It returns the value when one was
+// stored meanwhile (ok), and otherwise returns with f.token set when f
+// holds the lease, or unset when the load should run without one (the store
+// failed, or its entry cannot be locked).
+func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, ok bool) {
+	token := newToken()
+	seen := j.seen
+	for {
+		filled, stop := c.locker.Watch(j.key)
+		acquired, cur, found, err := c.locker.Lock(ctx, j.key, token, c.lease, seen)
+		if err != nil {
+			stop()
+			c.log.WarnContext(ctx, "cache lock failed; loading without it", "key", j.key, "err", err)
+			return nil, false
+		}
+		if acquired {
+			stop()
+			f.token = token
+			f.renewStop = c.startRenew(j.key, token)
+			return nil, false
+		}
+		e, perr := ParseEntry(cur)
+		switch {
+		case !found:
+			// The entry we saw is gone (deleted): take the missing key.
+			stop()
+			seen = time.Time{}
+			continue
+		case perr != nil:
+			stop()
+			return nil, false // an entry of another layout: overwrite it
+		case e.freshAt(time.Now()):
+			stop()
+			if v, err := j.decode(e.Value); err == nil {
+				return v, true // stored by another process, or fresh already
+			}
+			return nil, false // undecodable as this type: load and overwrite
+		case !e.header:
+			stop()
+			return nil, false
+		case !e.Placeholder && e.Lock == "" && !e.Created.Equal(seen):
+			// Changed since we saw it, and free: try again at once.
+			stop()
+			seen = e.Created
+			continue
+		}
+		if !e.Placeholder {
+			seen = e.Created
+		}
+		t := time.NewTimer(min(lockPoll, c.lease/4))
+		select {
+		case <-filled:
+		case <-t.C:
+		}
+		t.Stop()
+		stop()
+	}
+}
+
+// startRenew renews a lease every third of it until the returned function
+// is called, or until the lease is found lost.
+func (c *Cache) startRenew(key, token string) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(c.lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+			held, err := c.locker.Renew(ctx, key, token, c.lease)
+			cancel()
+			if err == nil && !held {
+				return // deleted or taken over: the Fill will tell
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// unlock releases f's lease, logging a failure: the lease ends by itself.
+func (c *Cache) unlock(ctx context.Context, f *flight) {
+	if err := c.locker.Unlock(ctx, f.key, f.token); err != nil && !errors.Is(err, ErrClosed) {
+		c.log.WarnContext(ctx, "cache unlock failed; the lease will lapse", "key", f.key, "err", err)
+	}
+}
+
+// newToken returns a random lease token: 128 bits in hex.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,30 @@
+package cache
+
+import (
+	"context"
+	"reflect"
+	"time"
+)
+
+// Early refresh (refresh_ahead, [RefreshAhead]): a GetOrSet hit on an entry
+// past the given fraction of its ttl is served at once, and starts one
+// background reload of the key: one per process (the flight), and one
+// across processes when the store is a [Locker] (the first to take the
+// key's lease reloads; the others see the lease, or the new entry, and do
+// nothing). So a key read steadily never makes a request wait for its load.
+
+// refresh starts a background reload of key, whose fresh entry e is due for
+// it, unless a load of key as this type is already running.
+func (c *Cache) refresh(ctx context.Context, key string, typ reflect.Type, ttl time.Duration, p policy, e Entry,
+	load func(context.Context) (any, error), decode func([]byte) (any, error)) {
+	f, leader := c.joinFlight(key, typ, false)
+	if !leader {
+		return
+	}
+	p.outcome = nil
+	j := &loadJob{
+		key: key, ttl: ttl, p: p, seen: e.Created, storeOK: true, refresh: true,
+		load: load, decode: decode,
+	}
+	go c.runFlight(ctx, f, j)
+}
