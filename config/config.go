@@ -206,12 +206,22 @@ type fileCache struct {
 	Timeout    any `toml:"timeout"`
 	MaxBytes   any `toml:"max_bytes"`
 	MaxEntries any `toml:"max_entries"`
+
+	StaleTTL         any `toml:"stale_ttl"`
+	RefreshAhead     any `toml:"refresh_ahead"`
+	FailSafeThrottle any `toml:"fail_safe_throttle"`
+	StaleMaxBytes    any `toml:"stale_max_bytes"`
+	LoadTimeout      any `toml:"load_timeout"`
+	LoadHardTimeout  any `toml:"load_hard_timeout"`
+	LockLease        any `toml:"lock_lease"`
 }
 
 // knownKeys are the valid dotted keys, for "did you mean" suggestions.
 var knownKeys = []string{
 	"cache", "cache.enabled", "cache.backend", "cache.redis_url", "cache.tls_ca_file", "cache.key_prefix",
 	"cache.default_ttl", "cache.codec", "cache.timeout", "cache.max_bytes", "cache.max_entries",
+	"cache.stale_ttl", "cache.refresh_ahead", "cache.fail_safe_throttle", "cache.stale_max_bytes",
+	"cache.load_timeout", "cache.load_hard_timeout", "cache.lock_lease",
 }
 
 func parse(file string, data []byte) (*Config, sources, error) {
@@ -248,6 +258,13 @@ func parse(file string, data []byte) (*Config, sources, error) {
 			out.MaxEntries = int(n)
 			return err
 		}},
+		{"stale_ttl", c.StaleTTL, func(v any) (err error) { out.StaleTTL, err = asDuration(v); return }},
+		{"refresh_ahead", c.RefreshAhead, func(v any) (err error) { out.RefreshAhead, err = asFraction(v); return }},
+		{"fail_safe_throttle", c.FailSafeThrottle, func(v any) (err error) { out.FailSafeThrottle, err = asDuration(v); return }},
+		{"stale_max_bytes", c.StaleMaxBytes, func(v any) (err error) { out.StaleMaxBytes, err = asSize(v); return }},
+		{"load_timeout", c.LoadTimeout, func(v any) (err error) { out.LoadTimeout, err = asDuration(v); return }},
+		{"load_hard_timeout", c.LoadHardTimeout, func(v any) (err error) { out.LoadHardTimeout, err = asDuration(v); return }},
+		{"lock_lease", c.LockLease, func(v any) (err error) { out.LockLease, err = asDuration(v); return }},
 	}
 	for _, f := range conv {
 		if f.v == nil {
@@ -456,6 +473,18 @@ func asDuration(v any) (time.Duration, error) {
 		return 0, fmt.Errorf("must not be negative, got %q", s)
 	}
 	return d, nil
+}
+
+// asFraction accepts a TOML float, or an integer (refresh_ahead = 0 turns
+// early refresh off); its range is checked by [cache.Config.Validate].
+func asFraction(v any) (float64, error) {
+	switch x := v.(type) {
+	case float64:
+		return x, nil
+	case int64:
+		return float64(x), nil
+	}
+	return 0, typeError("a fraction such as 0.8 (or 0 for off)", v)
 }
 
 // asSize accepts an integer of bytes or a string with a unit: "64MiB",

@@ -84,7 +84,7 @@ func TestMalformed(t *testing.T) {
 		{"misspelt table", "[cahce]\nenabled = true\n",
 			`:1: cahce: unknown table (did you mean "cache"?)`},
 		{"unknown key far from any", "[cache]\ncolour = \"blue\"\n",
-			`:2: cache.colour: unknown key (valid keys: cache.enabled, cache.backend, cache.redis_url, cache.tls_ca_file, cache.key_prefix, cache.default_ttl, cache.codec, cache.timeout, cache.max_bytes, cache.max_entries)`},
+			`:2: cache.colour: unknown key (valid keys: cache.enabled, cache.backend, cache.redis_url, cache.tls_ca_file, cache.key_prefix, cache.default_ttl, cache.codec, cache.timeout, cache.max_bytes, cache.max_entries, cache.stale_ttl, cache.refresh_ahead, cache.fail_safe_throttle, cache.stale_max_bytes, cache.load_timeout, cache.load_hard_timeout, cache.lock_lease)`},
 		{"prefix of a key", "[cache]\nredis = \"redis://x\"\n",
 			`:2: cache.redis: unknown key (did you mean "cache.redis_url"?)`},
 		{"enabled as string", "[cache]\nenabled = \"yes\"\n",
@@ -159,6 +159,130 @@ func TestMalformed(t *testing.T) {
 				t.Fatalf("error = %q\nwant prefix %q", err, path+tt.want)
 			}
 			if strings.Count(err.Error(), "\n") > 0 {
+				t.Errorf("error spans several lines: %q", err)
+			}
+		})
+	}
+}
+
+// TestGetOrSetPolicyKeys loads good values of the keys of issue 9 (fail-safe,
+// early refresh, load timeouts, the cross-process lock's lease).
+func TestGetOrSetPolicyKeys(t *testing.T) {
+	clearEnv(t)
+	tests := []struct {
+		name, file string
+		want       cache.Config
+	}{
+		{"every key", `
+[cache]
+stale_ttl = "1h"
+refresh_ahead = 0.8
+fail_safe_throttle = "2s"
+stale_max_bytes = "32MiB"
+load_timeout = "100ms"
+load_hard_timeout = "5s"
+lock_lease = "10s"
+`, cache.Config{StaleTTL: time.Hour, RefreshAhead: 0.8, FailSafeThrottle: 2 * time.Second, StaleMaxBytes: 32 << 20,
+			LoadTimeout: 100 * time.Millisecond, LoadHardTimeout: 5 * time.Second, LockLease: 10 * time.Second}},
+		{"refresh_ahead integer 0 is off", "[cache]\nrefresh_ahead = 0\n", cache.Config{}},
+		{"refresh_ahead float 0 is off", "[cache]\nrefresh_ahead = 0.0\n", cache.Config{}},
+		{"refresh_ahead close to 1", "[cache]\nrefresh_ahead = 0.999\n", cache.Config{RefreshAhead: 0.999}},
+		{"refresh_ahead exponent", "[cache]\nrefresh_ahead = 5e-1\n", cache.Config{RefreshAhead: 0.5}},
+		{"stale_ttl zero is off", "[cache]\nstale_ttl = \"0s\"\n", cache.Config{}},
+		{"stale_max_bytes integer", "[cache]\nstale_max_bytes = 1000\n", cache.Config{StaleMaxBytes: 1000}},
+		{"zero means the defaults", "[cache]\nfail_safe_throttle = \"0s\"\nstale_max_bytes = 0\nlock_lease = \"0s\"\n", cache.Config{}},
+		{"hard timeout equal to soft", "[cache]\nload_timeout = \"1s\"\nload_hard_timeout = \"1s\"\n",
+			cache.Config{LoadTimeout: time.Second, LoadHardTimeout: time.Second}},
+		{"hard timeout alone", "[cache]\nload_hard_timeout = \"3s\"\n", cache.Config{LoadHardTimeout: 3 * time.Second}},
+		{"soft timeout alone", "[cache]\nload_timeout = \"3s\"\n", cache.Config{LoadTimeout: 3 * time.Second}},
+		{"shortest lock_lease", "[cache]\nlock_lease = \"10ms\"\n", cache.Config{LockLease: 10 * time.Millisecond}},
+		{"dotted keys", "cache.stale_ttl = \"30m\"\ncache.refresh_ahead = 0.9\n", cache.Config{StaleTTL: 30 * time.Minute, RefreshAhead: 0.9}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Load(testutil.WriteConfig(t, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := tt.want.WithDefaults(); cfg.Cache != want {
+				t.Fatalf("Cache = %+v\nwant    %+v", cfg.Cache, want)
+			}
+		})
+	}
+	// The defaults of the keys left out.
+	cfg, err := config.Load(testutil.WriteConfig(t, "[cache]\nenabled = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cfg.Cache
+	if c.StaleTTL != 0 || c.RefreshAhead != 0 || c.LoadTimeout != 0 || c.LoadHardTimeout != 0 ||
+		c.FailSafeThrottle != time.Second || c.StaleMaxBytes != 16<<20 || c.LockLease != 5*time.Second {
+		t.Fatalf("defaults = %+v, want fail-safe and refresh off, throttle 1s, 16 MiB of stale copies, lease 5s", c)
+	}
+}
+
+// TestGetOrSetPolicyKeysMalformed: each bad value of the keys of issue 9 is
+// one *config.Error naming the file, the line and the key.
+func TestGetOrSetPolicyKeysMalformed(t *testing.T) {
+	clearEnv(t)
+	const duration = `must be a duration string such as "250ms", "60s" or "1h", got `
+	const fraction = `must be 0 (off) or a fraction of the ttl between 0 and 1, such as 0.8, got `
+	tests := []struct {
+		name, file, want string
+	}{
+		{"stale_ttl negative", "[cache]\n# fail-safe\nstale_ttl = \"-1s\"\n", `:3: cache.stale_ttl: must not be negative, got "-1s"`},
+		{"stale_ttl integer", "[cache]\nstale_ttl = 3600\n", `:2: cache.stale_ttl: ` + duration + `integer 3600`},
+		{"stale_ttl unparsable", "[cache]\nstale_ttl = \"an hour\"\n", `:2: cache.stale_ttl: must be a duration such as "250ms", "60s" or "1h", got "an hour"`},
+		{"stale_ttl beyond MaxTTL", "[cache]\nstale_ttl = \"900000h\"\n", `:2: cache.stale_ttl: must be at most 100 years (cache.MaxTTL), got 900000h0m0s`},
+		{"refresh_ahead 1", "[cache]\nrefresh_ahead = 1\n", `:2: cache.refresh_ahead: ` + fraction + `1`},
+		{"refresh_ahead 1.0", "[cache]\nrefresh_ahead = 1.0\n", `:2: cache.refresh_ahead: ` + fraction + `1`},
+		{"refresh_ahead 1.5", "[cache]\nenabled = true\n\nrefresh_ahead = 1.5\n", `:4: cache.refresh_ahead: ` + fraction + `1.5`},
+		{"refresh_ahead negative", "[cache]\nrefresh_ahead = -0.1\n", `:2: cache.refresh_ahead: ` + fraction + `-0.1`},
+		{"refresh_ahead percent", "[cache]\nrefresh_ahead = 80\n", `:2: cache.refresh_ahead: ` + fraction + `80`},
+		{"refresh_ahead nan", "[cache]\nrefresh_ahead = nan\n", `:2: cache.refresh_ahead: ` + fraction + `NaN`},
+		{"refresh_ahead inf", "[cache]\nrefresh_ahead = inf\n", `:2: cache.refresh_ahead: ` + fraction + `+Inf`},
+		{"refresh_ahead string", "[cache]\nrefresh_ahead = \"0.8\"\n", `:2: cache.refresh_ahead: must be a fraction such as 0.8 (or 0 for off), got string "0.8"`},
+		{"refresh_ahead boolean", "[cache]\nrefresh_ahead = true\n", `:2: cache.refresh_ahead: must be a fraction such as 0.8 (or 0 for off), got boolean true`},
+		{"refresh_ahead dotted", "cache.refresh_ahead = 1.5\n", `:1: cache.refresh_ahead: ` + fraction + `1.5`},
+		{"fail_safe_throttle negative", "[cache]\nfail_safe_throttle = \"-1s\"\n", `:2: cache.fail_safe_throttle: must not be negative, got "-1s"`},
+		{"fail_safe_throttle integer", "[cache]\nfail_safe_throttle = 1\n", `:2: cache.fail_safe_throttle: ` + duration + `integer 1`},
+		{"fail_safe_throttle beyond MaxTTL", "[cache]\nfail_safe_throttle = \"900000h\"\n", `:2: cache.fail_safe_throttle: must be at most 100 years`},
+		{"stale_max_bytes negative", "[cache]\nstale_max_bytes = -1\n", `:2: cache.stale_max_bytes: must not be negative, got -1`},
+		{"stale_max_bytes bad size", "[cache]\nstale_max_bytes = \"lots\"\n", `:2: cache.stale_max_bytes: must be a size such as "64MiB", "512KB" or "1000000", got "lots"`},
+		{"stale_max_bytes float", "[cache]\nstale_max_bytes = 1.5\n", `:2: cache.stale_max_bytes: must be a number of bytes or a size such as "64MiB", got float 1.5`},
+		{"stale_max_bytes negative size", "[cache]\nstale_max_bytes = \"-1MiB\"\n", `:2: cache.stale_max_bytes: must be a size such as "64MiB", "512KB" or "1000000", got "-1MiB"`},
+		{"load_timeout negative", "[cache]\nload_timeout = \"-5ms\"\n", `:2: cache.load_timeout: must not be negative, got "-5ms"`},
+		{"load_timeout integer", "[cache]\nload_timeout = 5\n", `:2: cache.load_timeout: ` + duration + `integer 5`},
+		{"load_hard_timeout negative", "[cache]\nload_hard_timeout = \"-1s\"\n", `:2: cache.load_hard_timeout: must not be negative, got "-1s"`},
+		{"load_hard_timeout float", "[cache]\nload_hard_timeout = 1.5\n", `:2: cache.load_hard_timeout: ` + duration + `float 1.5`},
+		{"load_hard_timeout shorter than load_timeout", "[cache]\nload_timeout = \"2s\"\nload_hard_timeout = \"1s\"\n",
+			`:3: cache.load_hard_timeout: must not be shorter than load_timeout (2s), got 1s`},
+		{"load_hard_timeout shorter, set first", "[cache]\nload_hard_timeout = \"100ms\"\nload_timeout = \"1s\"\n",
+			`:2: cache.load_hard_timeout: must not be shorter than load_timeout (1s), got 100ms`},
+		{"lock_lease negative", "[cache]\nlock_lease = \"-1s\"\n", `:2: cache.lock_lease: must not be negative, got "-1s"`},
+		{"lock_lease too short", "[cache]\nlock_lease = \"5ms\"\n", `:2: cache.lock_lease: must be at least 10ms, got 5ms`},
+		{"lock_lease integer", "[cache]\nlock_lease = 5\n", `:2: cache.lock_lease: ` + duration + `integer 5`},
+		{"lock_lease table", "[cache]\nlock_lease = { s = 5 }\n", `:2: cache.lock_lease: ` + duration + `a table`},
+		{"misspelt stale_ttl", "[cache]\nstale_tl = \"1h\"\n", `:2: cache.stale_tl: unknown key (did you mean "cache.stale_ttl"?)`},
+		{"misspelt refresh_ahead", "[cache]\nrefresh_ahaed = 0.8\n", `:2: cache.refresh_ahaed: unknown key (did you mean "cache.refresh_ahead"?)`},
+		{"misspelt load_hard_timeout", "[cache]\nload_hard_timout = \"1s\"\n", `:2: cache.load_hard_timout: unknown key (did you mean "cache.load_hard_timeout"?)`},
+		{"misspelt fail_safe_throttle", "[cache]\nfailsafe_throttle = \"1s\"\n", `:2: cache.failsafe_throttle: unknown key (did you mean "cache.fail_safe_throttle"?)`},
+		{"misspelt lock_lease", "[cache]\nlock_lese = \"1s\"\n", `:2: cache.lock_lese: unknown key (did you mean "cache.lock_lease"?)`},
+		{"prefix of refresh_ahead", "[cache]\nrefresh = 0.8\n", `:2: cache.refresh: unknown key (did you mean "cache.refresh_ahead"?)`},
+		{"duplicate stale_ttl", "[cache]\nstale_ttl = \"1h\"\nstale_ttl = \"2h\"\n", `:3: cache.stale_ttl: is already set on line 2: set each key once`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := testutil.WriteConfig(t, tt.file)
+			_, err := config.Load(path)
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Load = %v (%T), want a *config.Error %q", err, err, tt.want)
+			}
+			if !strings.HasPrefix(err.Error(), path+tt.want) {
+				t.Fatalf("error = %q\nwant prefix %q", err, path+tt.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error spans several lines: %q", err)
 			}
 		})
@@ -256,5 +380,18 @@ func TestParseSize(t *testing.T) {
 		if _, err := config.ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) = nil error", in)
 		}
+	}
+}
+
+// The repository's own ushka.toml, which the demo reads, loads, and turns
+// fail-safe and early refresh on.
+func TestRootConfig(t *testing.T) {
+	clearEnv(t)
+	cfg, err := config.Load("../ushka.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.Cache; !cfg.Found || !c.Enabled || c.Backend != "in_memory" || c.StaleTTL != time.Hour || c.RefreshAhead != 0.8 {
+		t.Fatalf("../ushka.toml = %+v, want in_memory with stale_ttl 1h and refresh_ahead 0.8", cfg)
 	}
 }

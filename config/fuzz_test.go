@@ -23,6 +23,12 @@ func FuzzParse(f *testing.F) {
 		"[cache]\nenabled = \"yes\"\n",
 		"[[cache]]\n",
 		"[cache.sub]\nx = 1\n",
+		"[cache]\nstale_ttl = \"1h\"\nrefresh_ahead = 0.8\nfail_safe_throttle = \"1s\"\nstale_max_bytes = \"16MiB\"\n",
+		"[cache]\nload_timeout = \"100ms\"\nload_hard_timeout = \"5s\"\nlock_lease = \"5s\"\n",
+		"[cache]\nload_timeout = \"2s\"\nload_hard_timeout = \"1s\"\n",
+		"[cache]\nrefresh_ahead = 0\nstale_max_bytes = 1000\n",
+		"[cache]\nrefresh_ahead = nan\n",
+		"[cache]\nrefresh_ahead = 1.5\nlock_lease = \"1ms\"\n",
 	} {
 		f.Add([]byte(seed))
 	}

@@ -1,26 +1,33 @@
 // Package reports is the seed's ReportService in Go: an expensive report,
-// cached under "complex_report" for 60 seconds, served over HTTP. `ushka
-// serve` runs it.
+// cached under "complex_report" (for 60 seconds unless told otherwise),
+// served over HTTP. `ushka serve` runs it.
 //
-//	GET  /report          the report as JSON; X-Cache: MISS when this request computed it,
-//	                      HIT when it came from the cache (or from a computation in flight)
-//	POST /report/refresh  deletes the cached report
-//	GET  /healthz         200 when the cache backend answers, 503 otherwise
-//	GET  /cache/stats     the cache's counters as JSON
+//	GET  /report              the report as JSON; X-Cache: MISS when this request computed it,
+//	                          HIT when it came from the cache (or from a computation in flight),
+//	                          STALE when the computation failed and fail-safe served the last good one
+//	POST /report/refresh      deletes the cached report
+//	POST /report/fail?for=5s  makes the computation fail for that long, as a database that is down
+//	GET  /healthz             200 when the cache backend answers, 503 otherwise
+//	GET  /cache/stats         the cache's counters as JSON
 package reports
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/ushka-go/ushka/cache"
 )
 
-// Key and TTL of the cached report, as in the seed.
+// Key and TTL of the cached report, as in the seed. TTL is the default;
+// [ReportService.WithTTL] changes it.
 const (
 	Key = "complex_report"
 	TTL = 60 * time.Second
@@ -29,26 +36,56 @@ const (
 // DefaultDelay is how long the "expensive" report takes to compute.
 const DefaultDelay = 2 * time.Second
 
+// MaxFailFor bounds how long POST /report/fail may make the computation fail.
+const MaxFailFor = time.Hour
+
+// ErrDatabaseDown is the error of a computation while [ReportService.FailFor]
+// holds: the database behind the report is down.
+var ErrDatabaseDown = errors.New("reports: the database is down")
+
 // Report is the expensive result.
 type Report struct {
 	GeneratedAt string `json:"generated_at"`
 	Data        []int  `json:"data"`
 }
 
+// Source says where a report came from, as the X-Cache header shows it.
+type Source string
+
+// The sources of a report.
+const (
+	// Miss: this call computed the report.
+	Miss Source = "MISS"
+	// Hit: the report came from the cache, or from a computation that
+	// another call had started.
+	Hit Source = "HIT"
+	// Stale: a fresh report could not be computed, and fail-safe served
+	// the last good one (stale_ttl in ushka.toml).
+	Stale Source = "STALE"
+)
+
 // ReportService computes the report, through the cache.
 type ReportService struct {
-	cache *cache.Cache
-	delay time.Duration
-	log   *slog.Logger
-	now   func() time.Time
+	cache     *cache.Cache
+	ttl       time.Duration
+	delay     time.Duration
+	log       *slog.Logger
+	now       func() time.Time
+	failUntil atomic.Int64 // Unix nanoseconds; the computation fails before it
 }
 
 // NewReportService receives the configured cache by type: the Go form of
-// the seed's `def __init__(self, cache: BaseCache)`. The report takes
-// DefaultDelay and nothing is logged, unless WithDelay and WithLogger say
-// otherwise.
+// the seed's `def __init__(self, cache: BaseCache)`. The report is cached
+// for TTL, takes DefaultDelay and nothing is logged, unless WithTTL,
+// WithDelay and WithLogger say otherwise.
 func NewReportService(c *cache.Cache) *ReportService {
-	return &ReportService{cache: c, delay: DefaultDelay, log: slog.New(slog.DiscardHandler), now: time.Now}
+	return &ReportService{cache: c, ttl: TTL, delay: DefaultDelay, log: slog.New(slog.DiscardHandler), now: time.Now}
+}
+
+// WithTTL sets how long the report is cached, and returns s.
+func (s *ReportService) WithTTL(d time.Duration) *ReportService {
+	s.ttl = d
+	return s
 }
 
 // WithDelay sets how long the expensive report takes, and returns s.
@@ -66,34 +103,67 @@ func (s *ReportService) WithLogger(l *slog.Logger) *ReportService {
 	return s
 }
 
+// FailFor makes every computation of the report that starts within d from
+// now fail with [ErrDatabaseDown], as when the database behind it is down,
+// and returns when that ends. A d <= 0 ends a failure now.
+func (s *ReportService) FailFor(d time.Duration) time.Time {
+	until := s.now().Add(max(d, 0))
+	s.failUntil.Store(until.UnixNano())
+	return until
+}
+
+// failing returns how long the computation still fails, or 0.
+func (s *ReportService) failing() time.Duration {
+	return max(time.Unix(0, s.failUntil.Load()).Sub(s.now()), 0)
+}
+
 // GenerateComplexReport returns the report: from the cache when it is
-// there, otherwise computed and cached for TTL. computed reports whether this
-// call ran the expensive work; a call that found a computation already
-// running waits for it and shares its result (computed == false), so a burst
-// of requests computes the report once.
-func (s *ReportService) GenerateComplexReport(ctx context.Context) (Report, bool, error) {
+// there, otherwise computed and cached for the service's TTL, and where it
+// came from. A call that finds a computation already running waits for it
+// and shares its result (Hit), so a burst of requests computes the report
+// once. With stale_ttl set in ushka.toml, a computation that fails while an
+// expired report is still kept serves that report (Stale) instead of the
+// error.
+func (s *ReportService) GenerateComplexReport(ctx context.Context) (Report, Source, error) {
 	// The load runs on its own goroutine, which may outlive this call when
-	// ctx ends first: hence an atomic flag.
+	// ctx ends first, or run in the background for an early refresh: hence
+	// an atomic flag.
 	var computed atomic.Bool
-	// 1. check the cache; 2. on a miss, compute; 3. store it with a TTL of
-	// 60 seconds. GetOrSet does the three, safely under concurrency.
-	r, err := cache.GetOrSet(ctx, s.cache, Key, TTL, func(ctx context.Context) (Report, error) {
+	var how cache.Outcome
+	// 1. check the cache; 2. on a miss, compute; 3. store it with a TTL.
+	// GetOrSet does the three, safely under concurrency.
+	r, err := cache.GetOrSet(ctx, s.cache, Key, s.ttl, func(ctx context.Context) (Report, error) {
 		computed.Store(true)
 		s.log.InfoContext(ctx, "Generating report from SCRATCH")
+		if left := s.failing(); left > 0 {
+			s.log.WarnContext(ctx, "report computation failed: the database is down", "for", left.Round(time.Millisecond))
+			return Report{}, fmt.Errorf("%w (for %s more)", ErrDatabaseDown, left.Round(time.Millisecond))
+		}
 		select { // ... pretend this is a slow, expensive operation ...
 		case <-time.After(s.delay):
 		case <-ctx.Done():
 			return Report{}, ctx.Err()
 		}
 		return Report{GeneratedAt: s.now().UTC().Format(time.RFC3339Nano), Data: []int{1, 2, 3}}, nil
-	})
+	}, cache.ReportOutcome(&how))
 	if err != nil {
-		return Report{}, false, err
+		return Report{}, "", err
 	}
-	if !computed.Load() {
+	src := Hit
+	switch {
+	case how == cache.OutcomeStale:
+		src = Stale
+		s.log.WarnContext(ctx, "Returning a STALE report: a fresh one cannot be computed")
+	case how == cache.OutcomeHit:
+		// From the cache; a computation this call may have started is an
+		// early refresh in the background.
+	case computed.Load():
+		src = Miss
+	}
+	if src == Hit {
 		s.log.InfoContext(ctx, "Returning report from CACHE")
 	}
-	return r, computed.Load(), nil
+	return r, src, nil
 }
 
 // Refresh drops the cached report, so that the next request computes it.
@@ -105,13 +175,20 @@ func (s *ReportService) Refresh(ctx context.Context) error {
 func NewHandler(svc *ReportService) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /report", func(w http.ResponseWriter, r *http.Request) {
-		rep, computed, err := svc.GenerateComplexReport(r.Context())
+		rep, src, err := svc.GenerateComplexReport(r.Context())
 		if err != nil {
 			svc.log.ErrorContext(r.Context(), "report failed", "err", err)
-			http.Error(w, "report failed", http.StatusInternalServerError)
+			msg := "the report cannot be computed now, and no earlier report is cached"
+			if errors.Is(err, ErrDatabaseDown) {
+				msg = "the report cannot be computed: the database is down, and no earlier report is cached"
+				if left := svc.failing(); left > 0 {
+					w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(left.Seconds()))))
+				}
+			}
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": msg})
 			return
 		}
-		w.Header().Set("X-Cache", map[bool]string{true: "MISS", false: "HIT"}[computed])
+		w.Header().Set("X-Cache", string(src))
 		writeJSON(w, http.StatusOK, rep)
 	})
 	mux.HandleFunc("POST /report/refresh", func(w http.ResponseWriter, r *http.Request) {
@@ -121,6 +198,16 @@ func NewHandler(svc *ReportService) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "refreshed"})
+	})
+	mux.HandleFunc("POST /report/fail", func(w http.ResponseWriter, r *http.Request) {
+		d, err := parseFailFor(r.URL.Query())
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		until := svc.FailFor(d)
+		svc.log.WarnContext(r.Context(), "the report's computation fails from now on", "for", d, "until", until.UTC())
+		writeJSON(w, http.StatusOK, map[string]string{"status": "failing", "for": d.String(), "until": until.UTC().Format(time.RFC3339Nano)})
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := svc.cache.Ping(r.Context()); err != nil {
@@ -137,6 +224,23 @@ func NewHandler(svc *ReportService) http.Handler {
 		}{st, st.HitRatio()})
 	})
 	return mux
+}
+
+// parseFailFor reads the for parameter of POST /report/fail: a positive
+// duration up to MaxFailFor.
+func parseFailFor(q map[string][]string) (time.Duration, error) {
+	vs := q["for"]
+	if len(vs) != 1 || vs[0] == "" {
+		return 0, errors.New(`want one "for" parameter with a duration, such as POST /report/fail?for=5s`)
+	}
+	d, err := time.ParseDuration(vs[0])
+	if err != nil {
+		return 0, fmt.Errorf(`for: want a duration such as 5s or 1m, got %q`, vs[0])
+	}
+	if d <= 0 || d > MaxFailFor {
+		return 0, fmt.Errorf("for: must be more than 0s and at most %s, got %s", MaxFailFor, d)
+	}
+	return d, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

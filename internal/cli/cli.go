@@ -29,7 +29,7 @@ const (
 const usage = `ushka: the Ushka cache command
 
 Usage:
-  ushka serve        [--config PATH] [--addr HOST:PORT] [--delay DURATION]
+  ushka serve        [--config PATH] [--addr HOST:PORT] [--delay DURATION] [--ttl DURATION]
   ushka config check [--config PATH]
   ushka cache get    [--config PATH] KEY
   ushka cache set    [--config PATH] [--ttl DURATION] KEY VALUE
@@ -178,7 +178,7 @@ func (e *env) configCheck(args []string) int {
 		status = "not found, using the defaults"
 	}
 	fmt.Fprintf(e.stdout, "# %s: %s\n[cache]\n", cfg.File, status)
-	line := func(k string, v any) { fmt.Fprintf(e.stdout, "%-11s = %v\n", k, v) }
+	line := func(k string, v any) { fmt.Fprintf(e.stdout, "%-18s = %v\n", k, v) }
 	line("enabled", c.Enabled)
 	line("backend", fmt.Sprintf("%q", c.Backend))
 	if c.RedisURL != "" {
@@ -196,6 +196,13 @@ func (e *env) configCheck(args []string) int {
 	} else {
 		line("max_bytes", c.MaxBytes)
 	}
+	line("stale_ttl", fmt.Sprintf("%q", c.StaleTTL.String()))
+	line("refresh_ahead", c.RefreshAhead)
+	line("fail_safe_throttle", fmt.Sprintf("%q", c.FailSafeThrottle.String()))
+	line("stale_max_bytes", c.StaleMaxBytes)
+	line("load_timeout", fmt.Sprintf("%q", c.LoadTimeout.String()))
+	line("load_hard_timeout", fmt.Sprintf("%q", c.LoadHardTimeout.String()))
+	line("lock_lease", fmt.Sprintf("%q", c.LockLease.String()))
 	for _, k := range []string{config.EnvCacheEnabled, config.EnvCacheBackend, config.EnvCacheRedisURL} {
 		if os.Getenv(k) != "" {
 			fmt.Fprintf(e.stdout, "# %s is set and overrides the file\n", k)
@@ -205,16 +212,20 @@ func (e *env) configCheck(args []string) int {
 }
 
 // backendError reports err from the cache backend and returns its exit
-// code: ExitRefused when the backend answered but refused the command,
+// code: ExitUsage for a key or ttl the cache refuses before asking the
+// backend, ExitRefused when the backend answered but refused the command,
 // ExitUnreachable otherwise.
 func (e *env) backendError(err error) int {
+	if errors.Is(err, cache.ErrInvalidKey) || errors.Is(err, cache.ErrInvalidTTL) {
+		return e.errorf(ExitUsage, "%v", err)
+	}
 	if errors.Is(err, cache.ErrRefused) {
 		return e.errorf(ExitRefused, "the backend refused the command: %v", err)
 	}
 	return e.errorf(ExitUnreachable, "%v", err)
 }
 
-// durationFlag parses a non-negative duration.
+// durationFlag parses a duration from 0 to cache.MaxTTL.
 type durationFlag struct{ d *time.Duration }
 
 func (f durationFlag) String() string {
@@ -231,6 +242,9 @@ func (f durationFlag) Set(s string) error {
 	}
 	if d < 0 {
 		return fmt.Errorf("must not be negative, got %s", s)
+	}
+	if d > cache.MaxTTL {
+		return fmt.Errorf("must be at most 100 years (cache.MaxTTL), got %s", s)
 	}
 	*f.d = d
 	return nil

@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -100,7 +101,9 @@ func TestUsageErrors(t *testing.T) {
 		{}, {"frobnicate"}, {"cache"}, {"cache", "frob"}, {"cache", "get", "--config", cfg},
 		{"cache", "get", "--config", cfg, "a", "b"}, {"cache", "set", "--config", cfg, "k"},
 		{"cache", "set", "--config", cfg, "--ttl", "soon", "k", "v"}, {"cache", "set", "--config", cfg, "--ttl", "-1s", "k", "v"},
+		{"cache", "set", "--config", cfg, "--ttl", "1000000h", "k", "v"}, // above cache.MaxTTL: exited 3 before
 		{"serve", "--nope"}, {"cache", "get", "--config", cfg, ""},
+		{"serve", "--ttl", "0s"}, {"serve", "--ttl", "-5s"}, {"serve", "--ttl", "soon"}, {"serve", "--ttl", "900000h"},
 	} {
 		if r := run(t, args...); r.code != 2 {
 			t.Errorf("ushka %v: exit %d (stderr %q), want 2", args, r.code, r.stderr)
@@ -111,11 +114,33 @@ func TestUsageErrors(t *testing.T) {
 func TestConfigCheck(t *testing.T) {
 	good := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://:s3cret@localhost:6379/0\"\n")
 	r := run(t, "config", "check", "--config", good)
-	expect(t, r, 0, `redis_url   = "redis://:***@localhost:6379/0"`, "")
+	expect(t, r, 0, `redis_url          = "redis://:***@localhost:6379/0"`, "")
 	if strings.Contains(r.stdout+r.stderr, "s3cret") {
 		t.Fatalf("config check printed the password: %s", r.stdout)
 	}
-	expect(t, r, 0, `timeout     = "250ms"`, "") // defaults shown
+	for _, want := range []string{ // defaults shown
+		`timeout            = "250ms"`, `stale_ttl          = "0s"`, `refresh_ahead      = 0` + "\n",
+		`fail_safe_throttle = "1s"`, `stale_max_bytes    = 16777216`, `load_timeout       = "0s"`,
+		`load_hard_timeout  = "0s"`, `lock_lease         = "5s"`,
+	} {
+		expect(t, r, 0, want, "")
+	}
+	policy := testutil.WriteConfig(t, "[cache]\nstale_ttl = \"1h\"\nrefresh_ahead = 0.8\nfail_safe_throttle = \"250ms\"\n"+
+		"stale_max_bytes = \"1MiB\"\nload_timeout = \"100ms\"\nload_hard_timeout = \"2s\"\nlock_lease = \"10s\"\n")
+	r = run(t, "config", "check", "--config", policy)
+	for _, want := range []string{
+		`stale_ttl          = "1h0m0s"`, `refresh_ahead      = 0.8`, `fail_safe_throttle = "250ms"`,
+		`stale_max_bytes    = 1048576`, `load_timeout       = "100ms"`, `load_hard_timeout  = "2s"`, `lock_lease         = "10s"`,
+	} {
+		expect(t, r, 0, want, "")
+	}
+	// The printed config is itself a valid ushka.toml that loads to the same values.
+	again := testutil.WriteConfig(t, r.stdout)
+	expect(t, run(t, "config", "check", "--config", again), 0, `refresh_ahead      = 0.8`, "")
+
+	hard := testutil.WriteConfig(t, "[cache]\nload_timeout = \"2s\"\nload_hard_timeout = \"1s\"\n")
+	expect(t, run(t, "config", "check", "--config", hard), 2, "",
+		hard+`:3: cache.load_hard_timeout: must not be shorter than load_timeout (2s), got 1s`)
 
 	bad := testutil.WriteConfig(t, "[cache]\nenabled = true\nbackedn = \"redis\"\n")
 	r = run(t, "config", "check", "--config", bad)
@@ -200,13 +225,14 @@ func TestCacheUnreachable(t *testing.T) {
 	}
 }
 
-// startServe starts `ushka serve` with the config text and the report delay,
-// waits until it answers, and returns its base URL, the process and its logs.
-func startServe(t *testing.T, config, delay string) (string, *exec.Cmd, *testutil.Buffer) {
+// startServe starts `ushka serve` with the config text, the report delay
+// and any further flags, waits until it answers, and returns its base URL,
+// the process and its logs.
+func startServe(t *testing.T, config, delay string, flags ...string) (string, *exec.Cmd, *testutil.Buffer) {
 	t.Helper()
 	cfgPath := testutil.WriteConfig(t, config)
 	addr := testutil.UnusedAddr(t)
-	cmd := exec.Command(binary, "serve", "--config", cfgPath, "--addr", addr, "--delay", delay)
+	cmd := exec.Command(binary, append([]string{"serve", "--config", cfgPath, "--addr", addr, "--delay", delay}, flags...)...)
 	cmd.Env = cleanEnv()
 	logs := new(testutil.Buffer)
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -320,4 +346,143 @@ func TestServeBadConfig(t *testing.T) {
 	if strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 		t.Errorf("a config error should be one line, got:\n%s", r.stderr)
 	}
+}
+
+// TestServeStaleWhileFailing is the fail-safe demo of issue 9, run as a user
+// would: `ushka serve --ttl 1s` with stale_ttl and refresh_ahead in its
+// ushka.toml. After a first good report, POST /report/fail?for=2s makes the
+// computation fail; once the report is past its TTL, GET /report answers
+// 200 STALE with the first report, until the failure is over and a new
+// report is computed.
+func TestServeStaleWhileFailing(t *testing.T) {
+	const policy = "stale_ttl = \"1h\"\nrefresh_ahead = 0.8\nfail_safe_throttle = \"200ms\"\n"
+	backends := map[string]func(t *testing.T) string{
+		"in_memory": func(*testing.T) string {
+			return "[cache]\nenabled = true\nbackend = \"in_memory\"\n" + policy
+		},
+		"redis": func(t *testing.T) string {
+			srv := redistest.Start(t)
+			return fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = \"redis://%s/0\"\n", srv.Addr) + policy
+		},
+	}
+	for name, config := range backends {
+		t.Run("backend="+name, func(t *testing.T) {
+			url, _, logs := startServe(t, config(t), "100ms", "--ttl", "1s")
+			type reply struct {
+				status      int
+				xcache      string
+				generatedAt string
+			}
+			report := func() reply {
+				t.Helper()
+				resp, err := http.Get(url + "/report")
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				var r struct {
+					GeneratedAt string `json:"generated_at"`
+				}
+				_ = json.NewDecoder(resp.Body).Decode(&r)
+				return reply{resp.StatusCode, resp.Header.Get("X-Cache"), r.GeneratedAt}
+			}
+			fail := func(query string) int {
+				t.Helper()
+				resp, err := http.Post(url+"/report/fail"+query, "", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+
+			first := report()
+			if first.status != 200 || first.xcache != "MISS" || first.generatedAt == "" {
+				t.Fatalf("first GET /report = %+v, want 200 MISS\n%s", first, logs.String())
+			}
+			stored := time.Now()
+			if got := fail("?for=2h"); got != http.StatusBadRequest {
+				t.Fatalf("POST /report/fail?for=2h = %d, want 400", got)
+			}
+			if got := fail("?for=2s"); got != http.StatusOK {
+				t.Fatalf("POST /report/fail?for=2s = %d, want 200", got)
+			}
+			failUntil := time.Now().Add(2 * time.Second)
+			time.Sleep(time.Until(stored.Add(1100 * time.Millisecond))) // past the 1s TTL; nothing signals it
+			for i := range 3 {
+				if got := report(); got.status != 200 || got.xcache != "STALE" || got.generatedAt != first.generatedAt {
+					t.Fatalf("GET /report %d while the computation fails, past the TTL = %+v, want 200 STALE with generated_at %s\n%s",
+						i, got, first.generatedAt, logs.String())
+				}
+			}
+			// Until the failure is over, every answer is the first report;
+			// then a new one is computed.
+			deadline := failUntil.Add(3 * time.Second)
+			for {
+				got := report()
+				if got.status == 200 && got.xcache == "MISS" && got.generatedAt != first.generatedAt {
+					if time.Now().Before(failUntil) {
+						t.Fatalf("a new report was computed while the computation fails: %+v", got)
+					}
+					break
+				}
+				if got.status != 200 || got.xcache != "STALE" || got.generatedAt != first.generatedAt {
+					t.Fatalf("GET /report = %+v, want 200 STALE with the first report or a new MISS\n%s", got, logs.String())
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no new report %v after the failure ended\n%s", time.Since(failUntil), logs.String())
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// Without stale_ttl, a failing computation with nothing cached is a 503
+// with a JSON error, never a 500.
+func TestServeFailingWithoutStaleIs503(t *testing.T) {
+	url, _, logs := startServe(t, "[cache]\nenabled = true\nbackend = \"in_memory\"\n", "10ms", "--ttl", "1h")
+	resp, err := http.Post(url+"/report/fail?for=1m", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get(url + "/report")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Error string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 503 || !strings.Contains(body.Error, "database is down") {
+		t.Fatalf("GET /report while failing = %d %+v (%v), want 503 with a JSON error\n%s", resp.StatusCode, body, err, logs.String())
+	}
+}
+
+// An entry GetOrSet stored with a header (issue 9's layout) is printed by
+// `ushka cache get` as its value alone, and one of an unknown layout version
+// is a miss, not garbage.
+func TestCacheGetOfEntriesWithAHeader(t *testing.T) {
+	srv := redistest.Start(t)
+	url := "redis://" + srv.Addr + "/0"
+	cfgPath := testutil.WriteConfig(t, fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = %q\n", url))
+	c, err := cache.Open(t.Context(), cache.Config{Enabled: true, Backend: "redis", RedisURL: cache.SecretURL(url)}, cache.WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	type report struct {
+		GeneratedAt string `json:"generated_at"`
+	}
+	if _, err := cache.GetOrSet(t.Context(), c, "report", time.Hour, func(context.Context) (report, error) {
+		return report{"today"}, nil
+	}, cache.StaleFor(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if raw := srv.Do("GET", "ushka:report"); !strings.HasPrefix(raw, cache.EntryMagic+"1 ") {
+		t.Fatalf("GetOrSet with StaleFor stored %q, want an entry with a header", raw)
+	}
+	expect(t, run(t, "cache", "get", "--config", cfgPath, "report"), 0, `{"generated_at":"today"}`+"\n", "")
+
+	srv.Do("SET", "ushka:future", cache.EntryMagic+"2 0 0 - - 0\n{}")
+	expect(t, run(t, "cache", "get", "--config", cfgPath, "future"), 1, "", `"future" not found`)
 }

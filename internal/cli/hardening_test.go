@@ -147,7 +147,7 @@ func TestConfigCheckRejects(t *testing.T) {
 		})
 	}
 	good := testutil.WriteConfig(t, "[cache]\nbackend = \"redis\"\nredis_url = \"rediss://h:6380\"\ntls_ca_file = \""+ca+"\"\n")
-	expect(t, run(t, "config", "check", "--config", good), 0, `tls_ca_file = "`+ca+`"`, "")
+	expect(t, run(t, "config", "check", "--config", good), 0, `tls_ca_file        = "`+ca+`"`, "")
 }
 
 // TestConfigCheckNeverShowsPassword is the property of issue 8, item 3 for

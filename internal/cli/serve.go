@@ -18,13 +18,19 @@ import (
 )
 
 const serveUsage = `Usage:
-  ushka serve [--config PATH] [--addr HOST:PORT] [--delay DURATION]
+  ushka serve [--config PATH] [--addr HOST:PORT] [--delay DURATION] [--ttl DURATION]
 
 Serves the seed's ReportService with the configured cache:
-  GET  /report          the report; X-Cache: MISS when computed, HIT when cached
-  POST /report/refresh  drop the cached report
-  GET  /healthz         200 when the cache backend answers
-  GET  /cache/stats     hits, misses, sets, deletes, loads, errors
+  GET  /report              the report; X-Cache: MISS when computed, HIT when cached,
+                            STALE when the computation failed and fail-safe
+                            (stale_ttl in the config) served the last good report
+  POST /report/refresh      drop the cached report
+  POST /report/fail?for=5s  make the computation fail for that long (at most 1h),
+                            as a database that is down
+  GET  /healthz             200 when the cache backend answers
+  GET  /cache/stats         hits, misses, sets, deletes, loads, errors, ...
+--delay is how long the report takes to compute (default 2s), --ttl how long
+it is cached (default 60s, as in the seed).
 Stops gracefully on SIGINT or SIGTERM, closing the cache.
 `
 
@@ -36,8 +42,14 @@ func (e *env) serve(args []string) int {
 	addr := fs.String("addr", DefaultAddr, "address to listen on")
 	delay := reports.DefaultDelay
 	fs.Var(durationFlag{&delay}, "delay", "how long the expensive report takes")
+	ttl := reports.TTL
+	fs.Var(durationFlag{&ttl}, "ttl", "how long the report is cached")
 	if _, code, ok := e.command(fs, serveUsage, args); !ok {
 		return code
+	}
+	if ttl <= 0 || ttl > cache.MaxTTL {
+		fmt.Fprintf(e.stderr, "ushka: invalid value %q for flag -ttl: must be more than 0s and at most 100 years\n\n%s", ttl, serveUsage)
+		return ExitUsage
 	}
 	// ushkafx loads the config again; this load fails first, with exit 2,
 	// on a --config or USHKA_CONFIG file that does not exist.
@@ -51,7 +63,7 @@ func (e *env) serve(args []string) int {
 		fx.Supply(log), // ushkafx gives it to the cache
 		fx.Provide(reports.NewReportService, reports.NewHandler),
 		fx.Decorate(func(s *reports.ReportService) *reports.ReportService {
-			return s.WithDelay(delay).WithLogger(log)
+			return s.WithTTL(ttl).WithDelay(delay).WithLogger(log)
 		}),
 		fx.Invoke(func(lc fx.Lifecycle, h http.Handler, cfg *config.Config, c *cache.Cache) {
 			srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
@@ -67,7 +79,8 @@ func (e *env) serve(args []string) int {
 						}
 					}()
 					log.Info("serving the report demo", "addr", "http://"+ln.Addr().String(), "config", cfg.File,
-						"config_found", cfg.Found, "cache_enabled", cfg.Cache.Enabled, "backend", cfg.Cache.Backend)
+						"config_found", cfg.Found, "cache_enabled", cfg.Cache.Enabled, "backend", cfg.Cache.Backend,
+						"report_ttl", ttl, "report_delay", delay, "stale_ttl", cfg.Cache.StaleTTL, "refresh_ahead", cfg.Cache.RefreshAhead)
 					return nil
 				},
 				OnStop: srv.Shutdown, // before the cache closes: fx stops in reverse order
