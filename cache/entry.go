@@ -141,21 +141,7 @@ func (e Entry) Append(dst []byte) []byte {
 	if !e.needsHeader() {
 		return append(dst, e.Value...)
 	}
-	dst = append(dst, entryPrefix...)
-	dst = strconv.AppendInt(dst, toMilli(e.Created), 10)
-	dst = append(dst, ' ')
-	dst = strconv.AppendInt(dst, toMilli(e.Fresh), 10)
-	dst = append(dst, ' ')
-	switch {
-	case e.Placeholder && e.Stale:
-		dst = append(dst, "ps"...)
-	case e.Placeholder:
-		dst = append(dst, 'p')
-	case e.Stale:
-		dst = append(dst, 's')
-	default:
-		dst = append(dst, '-')
-	}
+	dst = e.appendIdentity(dst)
 	dst = append(dst, ' ')
 	if e.Lock == "" {
 		dst = append(dst, '-')
@@ -169,6 +155,30 @@ func (e Entry) Append(dst []byte) []byte {
 		dst = append(dst, e.Value...)
 	}
 	return dst
+}
+
+// appendIdentity appends the start of e's header up to its flags: two
+// entries whose headers start the same hold the same value.
+func (e Entry) appendIdentity(dst []byte) []byte {
+	dst = append(dst, entryPrefix...)
+	dst = strconv.AppendInt(dst, toMilli(e.Created), 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, toMilli(e.Fresh), 10)
+	dst = append(dst, ' ')
+	return e.appendFlags(dst)
+}
+
+// appendFlags appends e's flags field.
+func (e Entry) appendFlags(dst []byte) []byte {
+	switch {
+	case e.Placeholder && e.Stale:
+		return append(dst, "ps"...)
+	case e.Placeholder:
+		return append(dst, 'p')
+	case e.Stale:
+		return append(dst, 's')
+	}
+	return append(dst, '-')
 }
 
 func (e Entry) needsHeader() bool {

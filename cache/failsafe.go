@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"time"
@@ -121,8 +122,14 @@ func (c *Cache) localStale(key string) staleValue {
 // keepStale keeps a copy of e, an entry read from the store, unless the
 // copy kept already is the same.
 func (c *Cache) keepStale(key string, e Entry, staleTTL time.Duration) {
-	if have := c.localStale(key); have.ok && have.e.Created.Equal(e.Created) && have.e.Stale == e.Stale {
-		return
+	// Compare the headers' first fields, written the same way, rather than
+	// parse the copy: this runs on every hit.
+	var buf [64]byte
+	same := e.appendIdentity(buf[:0])
+	if s := c.staleStore.Load(); s != nil {
+		if have, found, err := s.Borrow(context.Background(), key); err == nil && found && bytes.HasPrefix(have, same) {
+			return
+		}
 	}
 	end := e.Fresh.Add(staleTTL)
 	if e.Stale {

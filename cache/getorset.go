@@ -64,11 +64,37 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 		p = p.with(opts) // apart, so that p stays on the stack without options
 	}
 	e, found, err := c.readEntry(ctx, key)
-	var stale staleValue // the value fail-safe may serve, if any
-	var now time.Time    // read only where a header or fail-safe needs it
+	var now time.Time // read only where a header or fail-safe needs it
 	if err != nil || e.header {
 		now = time.Now()
 	}
+	if err == nil && found && e.freshAt(now) {
+		// The hit path, kept apart from the rest so that its frame stays
+		// small.
+		var v T
+		derr := c.decode(e.Value, &v, true)
+		if derr == nil {
+			c.stats.hits.add()
+			if e.header {
+				hitWithHeader(ctx, c, key, ttl, &p, &e, now, load)
+			}
+			p.report(OutcomeHit)
+			return v, nil
+		}
+		c.stats.errors.add()
+		c.log.WarnContext(ctx, "cache entry does not decode; loading instead", "key", key, "err", derr)
+		e, found = Entry{}, false // reload and overwrite it
+	}
+	return getOrSetSlow(ctx, c, key, ttl, load, &p, &e, found, err, now)
+}
+
+// getOrSetSlow is GetOrSet past a fresh hit: a miss, a stale entry, a store
+// that failed.
+func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Duration,
+	load func(context.Context) (T, error), pp *policy, ep *Entry, found bool, err error, now time.Time) (T, error) {
+	var zero T
+	p, e := *pp, *ep
+	var stale staleValue // the value fail-safe may serve, if any
 	switch {
 	case err != nil && (errors.Is(err, ErrClosed) || ctx.Err() != nil):
 		// A closed cache, or a caller that gave up: start no load that
@@ -93,23 +119,6 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 			}
 		}
 		c.log.WarnContext(ctx, "cache read failed; loading instead", "key", key, "err", err)
-	case found && e.freshAt(now):
-		var v T
-		derr := c.decode(e.Value, &v, true)
-		if derr == nil {
-			c.stats.hits.add()
-			if p.staleTTL > 0 && e.header && !c.local {
-				c.keepStale(key, e, p.staleTTL)
-			}
-			if e.refreshDue(now, p.refreshAhead) {
-				c.refresh(ctx, key, reflect.TypeFor[T](), ttl, p, e, anyLoad(load), decodeAs[T](c))
-			}
-			p.report(OutcomeHit)
-			return v, nil
-		}
-		c.stats.errors.add()
-		c.log.WarnContext(ctx, "cache entry does not decode; loading instead", "key", key, "err", derr)
-		e, found = Entry{}, false // reload and overwrite it
 	case found && !e.Placeholder:
 		c.stats.misses.add()
 		if p.staleTTL > 0 {
@@ -189,6 +198,19 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 	return v, nil
 }
 
+// hitWithHeader does what a hit on an entry with a header may ask for:
+// keep this process's copy for outages, start an early refresh. Its
+// closures are made only when used.
+func hitWithHeader[T any](ctx context.Context, c *Cache, key string, ttl time.Duration, p *policy, e *Entry, now time.Time,
+	load func(context.Context) (T, error)) {
+	if p.staleTTL > 0 && !c.local {
+		c.keepStale(key, *e, p.staleTTL)
+	}
+	if e.refreshDue(now, p.refreshAhead) {
+		c.refresh(ctx, key, reflect.TypeFor[T](), ttl, *p, *e, anyLoad(load), decodeAs[T](c))
+	}
+}
+
 // decodeAs returns a function that decodes an entry's value as a T.
 func decodeAs[T any](c *Cache) func([]byte) (any, error) {
 	return func(b []byte) (any, error) {
@@ -265,6 +287,12 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 	lctx := context.WithValue(context.WithoutCancel(ctx), loadingKey{}, &loadingFlight{c, f, ctx.Value(loadingKey{})})
 	v, fromStore, panicked, err := callLoad(lctx, func(ctx context.Context) (any, bool, error) { return c.fetch(ctx, f, j) })
 	f.stopRenew()
+	if errors.Is(err, errThrottled) {
+		// Another process's load failed and its stale value is held: the
+		// callers serve it; there is nothing to count, store or release.
+		c.finishFlight(f, err, nil)
+		return
+	}
 	if panicked != nil || err != nil {
 		c.stats.errors.add()
 		if err != nil {
@@ -314,8 +342,9 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, error) {
 	switch {
 	case c.locker != nil && j.storeOK:
-		if v, ok := c.lockOrWait(ctx, f, j); ok {
-			return v, true, nil
+		v, ok, err := c.lockOrWait(ctx, f, j)
+		if ok || err != nil {
+			return v, ok, err
 		}
 	case j.recheck:
 		// Another flight may have stored the value between our miss and

@@ -72,12 +72,17 @@ type Locker interface {
 // it looks at the key again, in case a notification was lost.
 const lockPoll = 50 * time.Millisecond
 
+// errThrottled fails a load that another process's failed load made wait:
+// fail-safe serves the stale value until the throttle passes.
+var errThrottled = errors.New("another process's load failed; fail-safe holds the stale value for the throttle")
+
 // lockOrWait takes the job's key's lease for f, or waits for the process
 // that holds it to store the value. It returns the value when one was
-// stored meanwhile (ok), and otherwise returns with f.token set when f
-// holds the lease, or unset when the load should run without one (the store
-// failed, or its entry cannot be locked).
-func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, ok bool) {
+// stored meanwhile (ok), errThrottled when the holder's load failed and
+// fail-safe holds the stale value, and otherwise returns with f.token set
+// when f holds the lease, or unset when the load should run without one
+// (the store failed, or its entry cannot be locked).
+func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, ok bool, err error) {
 	token := newToken()
 	seen := j.seen
 	for {
@@ -86,15 +91,22 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 		if err != nil {
 			stop()
 			c.log.WarnContext(ctx, "cache lock failed; loading without it", "key", j.key, "err", err)
-			return nil, false
+			return nil, false, nil
 		}
+		e, perr := ParseEntry(cur)
 		if acquired {
 			stop()
 			f.token = token
+			if throttled(j, e, perr) {
+				// It became free because the holder's load failed and
+				// fail-safe stored the stale value back: let it be.
+				c.unlock(ctx, f)
+				f.token = ""
+				return nil, false, errThrottled
+			}
 			f.renewStop = c.startRenew(j.key, token)
-			return nil, false
+			return nil, false, nil
 		}
-		e, perr := ParseEntry(cur)
 		switch {
 		case !found:
 			// The entry we saw is gone (deleted): take the missing key.
@@ -103,16 +115,21 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 			continue
 		case perr != nil:
 			stop()
-			return nil, false // an entry of another layout: overwrite it
+			return nil, false, nil // an entry of another layout: overwrite it
 		case e.freshAt(time.Now()):
 			stop()
 			if v, err := j.decode(e.Value); err == nil {
-				return v, true // stored by another process, or fresh already
+				return v, true, nil // stored by another process, or fresh already
 			}
-			return nil, false // undecodable as this type: load and overwrite
+			return nil, false, nil // undecodable as this type: load and overwrite
 		case !e.header:
 			stop()
-			return nil, false
+			return nil, false, nil
+		case throttled(j, e, perr):
+			// The holder's load failed, and fail-safe holds the stale
+			// value for the throttle: do not try again before it passes.
+			stop()
+			return nil, false, errThrottled
 		case !e.Placeholder && e.Lock == "" && !e.Created.Equal(seen):
 			// Changed since we saw it, and free: try again at once.
 			stop()
@@ -130,6 +147,13 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 		t.Stop()
 		stop()
 	}
+}
+
+// throttled reports whether e, a key's entry read for j, is a stale value
+// that fail-safe holds for the throttle, so that j, which would serve it
+// too, must not try the load before the throttle passes.
+func throttled(j *loadJob, e Entry, perr error) bool {
+	return perr == nil && j.stale.ok && e.Stale && time.Now().Before(e.Fresh)
 }
 
 // startRenew renews a lease every third of it until the returned function

@@ -185,3 +185,42 @@ func TestFailSafeWithRedisKilledServesFreshCopies(t *testing.T) {
 		t.Fatalf("GetOrSet after a Delete = (%d, %v), want a fresh load", v, err)
 	}
 }
+
+// TestFailSafeThrottleHoldsAcrossProcesses: when the throttle has passed,
+// callers in two processes at once try the failing load once between them;
+// those that waited for it serve the stale value, and do not load again.
+func TestFailSafeThrottleHoldsAcrossProcesses(t *testing.T) {
+	srv := redistest.Start(t)
+	a := redisCache(t, srv, cache.StaleFor(time.Hour), cache.FailSafeThrottle(200*time.Millisecond))
+	b := redisCache(t, srv, cache.StaleFor(time.Hour), cache.FailSafeThrottle(200*time.Millisecond))
+	var src flaky
+	src.version.Store(1)
+	ctx := t.Context()
+	if _, err := cache.GetOrSet(ctx, a, "report", 100*time.Millisecond, src.load); err != nil {
+		t.Fatal(err)
+	}
+	a.WaitIdle(ctx)
+	time.Sleep(150 * time.Millisecond)
+	src.fail.Store(true)
+	src.slow.Store(int64(100 * time.Millisecond))
+	for round := range 3 {
+		src.loads.Store(0)
+		var wg sync.WaitGroup
+		for _, c := range []*cache.Cache{a, b, a, b, a, b, a, b} {
+			wg.Go(func() {
+				var how cache.Outcome
+				v, err := cache.GetOrSet(ctx, c, "report", 100*time.Millisecond, src.load, cache.ReportOutcome(&how))
+				if err != nil || v != 1 || how != cache.OutcomeStale {
+					t.Errorf("round %d: GetOrSet = (%d, %v, %v), want the stale 1", round, v, how, err)
+				}
+			})
+		}
+		wg.Wait()
+		a.WaitIdle(ctx)
+		b.WaitIdle(ctx)
+		if n := src.loads.Load(); n != 1 {
+			t.Fatalf("round %d: the failing load ran %d times for 8 callers in two processes, want 1", round, n)
+		}
+		time.Sleep(250 * time.Millisecond) // past the throttle
+	}
+}
