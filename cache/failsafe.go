@@ -72,14 +72,9 @@ func (c *Cache) holdStale(ctx context.Context, f *flight, j *loadJob) {
 	e.Fresh = now.Add(j.p.throttle)
 	e.Lock, e.LockUntil = "", time.Time{}
 	e.header = true
-	f.write.Lock()
-	defer f.write.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	if f.invalidated {
-		if f.token != "" {
-			c.unlock(ctx, f)
-		}
+	ctx, done, ok := c.beginWrite(ctx, f)
+	defer done()
+	if !ok {
 		return
 	}
 	f.staleTTL = j.p.staleTTL

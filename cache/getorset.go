@@ -409,14 +409,9 @@ func callLoad(ctx context.Context, load func(context.Context) (any, bool, error)
 // one. It holds f.write throughout, so that an invalidation either stops it
 // or waits for it to land and then removes it.
 func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
-	f.write.Lock()
-	defer f.write.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	if f.invalidated {
-		if f.token != "" {
-			c.unlock(ctx, f)
-		}
+	ctx, done, ok := c.beginWrite(ctx, f)
+	defer done()
+	if !ok {
 		return
 	}
 	b, err := c.encode(v)
@@ -445,6 +440,25 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 	}
 	f.staleTTL = j.p.staleTTL
 	c.write(ctx, f, e, keep, "cache store of loaded value failed")
+}
+
+// beginWrite starts a store for f, bounded by the cache's timeout, holding
+// f.write until done is called. It reports false, having released f's lease,
+// when f was invalidated: its value must not be stored.
+func (c *Cache) beginWrite(ctx context.Context, f *flight) (_ context.Context, done func(), ok bool) {
+	f.write.Lock()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	done = func() {
+		cancel()
+		f.write.Unlock()
+	}
+	if f.invalidated {
+		if f.token != "" {
+			c.unlock(ctx, f)
+		}
+		return ctx, done, false
+	}
+	return ctx, done, true
 }
 
 // write stores e under f's key for keep: through f's lease when it holds

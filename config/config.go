@@ -323,41 +323,37 @@ func decodeError(file string, data []byte, err error) error {
 // keyAt returns the full dotted key of the key/value expression that starts
 // on line row of data, or "", and the line where that key is first set.
 func keyAt(data []byte, row int) (key string, first int) {
-	var p unstable.Parser
-	p.Reset(data)
-	var table []string
 	firsts := map[string]int{}
-	for p.NextExpression() {
-		e := p.Expression()
-		var parts []string
-		line := 0
-		for it := e.Key(); it.Next(); {
-			n := it.Node()
-			parts = append(parts, string(n.Data))
-			if line == 0 {
-				line = p.Shape(n.Raw).Start.Line
-			}
+	walkKeys(data, func(full string, line int, table bool) bool {
+		if table {
+			return true
 		}
-		switch e.Kind {
-		case unstable.Table, unstable.ArrayTable:
-			table = parts
-		case unstable.KeyValue:
-			full := strings.Join(append(slices.Clone(table), parts...), ".")
-			if _, seen := firsts[full]; !seen {
-				firsts[full] = line
-			}
-			if line == row {
-				return full, firsts[full]
-			}
+		if _, seen := firsts[full]; !seen {
+			firsts[full] = line
 		}
-	}
-	return "", 0
+		if line == row {
+			key, first = full, firsts[full]
+			return false
+		}
+		return true
+	})
+	return key, first
 }
 
 // keyLines maps each dotted key of a TOML document to the line where it is
 // set, for errors about values that decoded but are wrong.
 func keyLines(data []byte) map[string]int {
 	lines := map[string]int{}
+	walkKeys(data, func(full string, line int, _ bool) bool {
+		lines[full] = line
+		return true
+	})
+	return lines
+}
+
+// walkKeys calls fn with the dotted name and line of each table header and
+// key of a TOML document, in order, until fn returns false.
+func walkKeys(data []byte, fn func(full string, line int, table bool) bool) {
 	var p unstable.Parser
 	p.Reset(data)
 	var table []string
@@ -375,13 +371,15 @@ func keyLines(data []byte) map[string]int {
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
 			table = parts
-			lines[strings.Join(parts, ".")] = line
+			if !fn(strings.Join(parts, "."), line, true) {
+				return
+			}
 		case unstable.KeyValue:
-			full := append(slices.Clone(table), parts...)
-			lines[strings.Join(full, ".")] = line
+			if !fn(strings.Join(append(slices.Clone(table), parts...), "."), line, false) {
+				return
+			}
 		}
 	}
-	return lines
 }
 
 func applyEnv(c *cache.Config, src sources) error {
