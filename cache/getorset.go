@@ -290,7 +290,7 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 	if errors.Is(err, errThrottled) {
 		// Another process's load failed and its stale value is held: the
 		// callers serve it; there is nothing to count, store or release.
-		c.finishFlight(f, err, nil)
+		c.finishFlight(f, fmt.Errorf("cache: load %q: %w", f.key, err), nil)
 		return
 	}
 	if panicked != nil || err != nil {
