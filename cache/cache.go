@@ -38,6 +38,9 @@ type Cache struct {
 	staleMaxBytes int64
 	staleOnce     sync.Once
 	staleStore    atomic.Pointer[memstore.Store] // fail-safe's local copies
+	staleMu       sync.Mutex                     // orders copies with invalidations
+	invalidations atomic.Uint64                  // Deletes, Sets and Clears so far
+	refreshFails  sync.Map                       // key -> time.Time: no early refresh before it
 
 	flightMu sync.Mutex
 	flights  map[string][]*flight // running GetOrSet loads, by key
@@ -175,6 +178,7 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 	c.dropStale(key, false)
 	err = c.setBytes(ctx, key, b, ttl)
 	c.unjoin(key, false)
+	c.dropStale(key, false) // again: a hit may have read the old value before the store changed
 	return err
 }
 
@@ -216,6 +220,7 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 	c.dropStale(key, false)
 	err := c.store.Delete(ctx, key)
 	c.unjoin(key, false)
+	c.dropStale(key, false) // again: a hit may have read the old value before the store changed
 	if err != nil {
 		c.failed(ctx, err)
 		return fmt.Errorf("cache: delete %q: %w", key, err)
@@ -235,6 +240,7 @@ func (c *Cache) Clear(ctx context.Context) error {
 	c.dropStale("", true)
 	err := c.store.Clear(ctx)
 	c.unjoin("", true)
+	c.dropStale("", true)
 	if err != nil {
 		c.failed(ctx, err)
 		return fmt.Errorf("cache: clear: %w", err)
@@ -342,7 +348,20 @@ func keyProblem(key string) string {
 // are stored inside a header, so that they read back as written. A panic in
 // the value's own encoding method (a MarshalJSON with a bug) is an error,
 // since a GetOrSet stores on a goroutine where a panic would end the process.
-func (c *Cache) encode(value any) (_ []byte, err error) {
+func (c *Cache) encode(value any) ([]byte, error) {
+	b, err := c.encodeValue(value)
+	if err != nil {
+		return nil, err
+	}
+	if bytes.HasPrefix(b, []byte(EntryMagic)) {
+		return Entry{Value: b, header: true}.Append(nil), nil
+	}
+	return b, nil
+}
+
+// encodeValue encodes value: []byte and string as they are, the rest with
+// the codec, recovering a panic of the value's own encoding method.
+func (c *Cache) encodeValue(value any) (_ []byte, err error) {
 	var b []byte
 	switch v := value.(type) {
 	case []byte:
@@ -356,9 +375,6 @@ func (c *Cache) encode(value any) (_ []byte, err error) {
 			}
 		}()
 		return c.codec.Marshal(value)
-	}
-	if bytes.HasPrefix(b, []byte(EntryMagic)) {
-		return Entry{Value: b, header: true}.Append(nil), nil
 	}
 	return b, nil
 }

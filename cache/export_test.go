@@ -5,3 +5,9 @@ import "context"
 // WaitIdle lets tests wait until every load has ended and every loaded
 // value's store has landed or failed.
 func (c *Cache) WaitIdle(ctx context.Context) { c.waitIdle(ctx) }
+
+// LocalCopy returns the value of c's fail-safe copy of key, if any.
+func (c *Cache) LocalCopy(key string) (string, bool) {
+	s := c.localStale(key)
+	return string(s.e.Value), s.ok
+}

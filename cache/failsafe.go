@@ -116,7 +116,7 @@ func (c *Cache) localStale(key string) staleValue {
 
 // keepStale keeps a copy of e, an entry read from the store, unless the
 // copy kept already is the same.
-func (c *Cache) keepStale(key string, e Entry, staleTTL time.Duration) {
+func (c *Cache) keepStale(key string, e Entry, staleTTL time.Duration, epoch uint64) {
 	// Compare the headers' first fields, written the same way, rather than
 	// parse the copy: this runs on every hit.
 	var buf [64]byte
@@ -126,27 +126,47 @@ func (c *Cache) keepStale(key string, e Entry, staleTTL time.Duration) {
 			return
 		}
 	}
-	end := e.Fresh.Add(staleTTL)
-	if e.Stale {
-		end = e.Created.Add(staleTTL) // a stale entry's Created is when it went stale
-	}
-	keep := time.Until(end)
-	if e.Fresh.IsZero() || keep <= 0 {
-		return
+	var keep time.Duration
+	switch {
+	case e.Stale:
+		keep = time.Until(e.Created.Add(staleTTL)) // a stale entry's Created is when it went stale
+	case e.Fresh.IsZero():
+		keep = staleTTL // no expiry: kept while read, refreshed on each hit
+	default:
+		keep = time.Until(e.Fresh.Add(staleTTL))
 	}
 	e.Lock, e.LockUntil = "", time.Time{}
-	c.keepStaleBytes(key, e.Append(nil), keep)
+	c.keepCopy(key, e.Append(nil), keep, &epoch)
 }
 
-// keepStaleBytes keeps data, an entry with a header, for keep.
+// keepStaleBytes keeps data, an entry with a header, for keep. Its caller
+// holds the flight's write lock, which orders it before any invalidation.
 func (c *Cache) keepStaleBytes(key string, data []byte, keep time.Duration) {
-	if s := c.staleCopies(); s != nil && keep > 0 {
-		_ = s.Set(context.Background(), key, data, keep)
-	}
+	c.keepCopy(key, data, keep, nil)
 }
 
-// dropStale removes this process's copy of key, or all copies.
+// keepCopy keeps data for keep, unless epoch is set and an invalidation
+// (Delete, Set, Clear) came since it was read: a hit that read a value
+// before a Delete must not bring back the copy the Delete dropped.
+func (c *Cache) keepCopy(key string, data []byte, keep time.Duration, epoch *uint64) {
+	s := c.staleCopies()
+	if s == nil || keep <= 0 {
+		return
+	}
+	c.staleMu.Lock()
+	defer c.staleMu.Unlock()
+	if epoch != nil && c.invalidations.Load() != *epoch {
+		return
+	}
+	_ = s.Set(context.Background(), key, data, keep)
+}
+
+// dropStale removes this process's copy of key, or all copies, and counts
+// an invalidation.
 func (c *Cache) dropStale(key string, all bool) {
+	c.staleMu.Lock()
+	defer c.staleMu.Unlock()
+	c.invalidations.Add(1)
 	s := c.staleStore.Load()
 	if s == nil {
 		return

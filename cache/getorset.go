@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -63,6 +64,7 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 	if len(opts) > 0 {
 		p = p.with(opts) // apart, so that p stays on the stack without options
 	}
+	epoch := c.invalidations.Load() // a copy of what is read is kept only if no invalidation came since
 	e, found, err := c.readEntry(ctx, key)
 	var now time.Time // read only where a header or fail-safe needs it
 	if err != nil || e.header {
@@ -76,7 +78,7 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 		if derr == nil {
 			c.stats.hits.add()
 			if e.header {
-				hitWithHeader(ctx, c, key, ttl, &p, &e, now, load)
+				hitWithHeader(ctx, c, key, ttl, &p, &e, now, epoch, load)
 			}
 			p.report(OutcomeHit)
 			return v, nil
@@ -202,11 +204,11 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 // keep this process's copy for outages, start an early refresh. Its
 // closures are made only when used.
 func hitWithHeader[T any](ctx context.Context, c *Cache, key string, ttl time.Duration, p *policy, e *Entry, now time.Time,
-	load func(context.Context) (T, error)) {
+	epoch uint64, load func(context.Context) (T, error)) {
 	if p.staleTTL > 0 && !c.local {
-		c.keepStale(key, *e, p.staleTTL)
+		c.keepStale(key, *e, p.staleTTL, epoch)
 	}
-	if e.refreshDue(now, p.refreshAhead) {
+	if e.refreshDue(now, p.refreshAhead) && !c.refreshBackoff(key, now) {
 		c.refresh(ctx, key, reflect.TypeFor[T](), ttl, *p, *e, anyLoad(load), decodeAs[T](c))
 	}
 }
@@ -299,6 +301,7 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 			err = fmt.Errorf("cache: load %q: %w", f.key, err)
 		}
 		if j.refresh {
+			c.refreshFails.Store(f.key, time.Now().Add(j.p.throttle))
 			c.log.WarnContext(lctx, "cache early refresh failed; the entry stays until its ttl", "key", f.key, "err", cmp.Or[any](err, panicked))
 		}
 		if j.stale.ok {
@@ -414,7 +417,7 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 	if !ok {
 		return
 	}
-	b, err := c.encode(v)
+	b, err := c.encodeValue(v) // Entry.Append below adds a header if the bytes need one
 	if err != nil {
 		c.stats.errors.add()
 		c.log.WarnContext(ctx, "cache store of loaded value failed", "key", f.key, "err",
@@ -428,7 +431,7 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 	if ttl == 0 {
 		ttl = c.defaultTTL
 	}
-	e := Entry{Value: b}
+	e := Entry{Value: b, header: bytes.HasPrefix(b, []byte(EntryMagic))}
 	keep := ttl
 	if j.p.on() {
 		now := time.Now()
@@ -467,17 +470,25 @@ func (c *Cache) beginWrite(ctx context.Context, f *flight) (_ context.Context, d
 func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep time.Duration, msg string) {
 	data := e.Append(nil)
 	var err error
-	if f.token != "" {
+	switch {
+	case f.token != "":
 		var stored bool
 		stored, err = c.locker.Fill(ctx, f.key, f.token, data, keep)
 		if err == nil && !stored {
 			c.log.DebugContext(ctx, "cache lease lost before the loaded value was stored", "key", f.key)
 			return
 		}
-	} else {
+	case c.locker != nil:
+		// A shared store, and no lease (taking it failed): an unconditional
+		// write could undo a Delete another process made during the load.
+		// The value is not stored; this process keeps its copy below.
+		err = errNoLease
+	default:
 		err = c.store.Set(ctx, f.key, data, keep)
 	}
-	if err != nil {
+	if errors.Is(err, errNoLease) {
+		c.log.DebugContext(ctx, "cache value loaded without the key's lease is not stored", "key", f.key)
+	} else if err != nil {
 		c.failed(ctx, err)
 		if !errors.Is(err, ErrClosed) {
 			c.log.WarnContext(ctx, msg, "key", f.key, "err", fmt.Errorf("cache: set %q: %w", f.key, err))
@@ -485,7 +496,7 @@ func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep time.Duratio
 	} else {
 		c.stats.sets.add()
 	}
-	if !c.local && f.staleTTL > 0 && (e.Stale || !e.Fresh.IsZero()) {
-		c.keepStaleBytes(f.key, data, keep)
+	if !c.local && f.staleTTL > 0 && e.needsHeader() {
+		c.keepStaleBytes(f.key, data, cmp.Or(keep, f.staleTTL))
 	}
 }

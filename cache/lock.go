@@ -27,12 +27,13 @@ import (
 type Locker interface {
 	// Lock takes the lease of key for token until lease has passed, if no
 	// lease stands on it (token's own included) and the entry is the one the
-	// caller last saw:
-	// missing when seen is zero, or an entry with a header whose Created is
-	// seen. A missing key is locked by storing a placeholder that expires
-	// with the lease. A lease whose time has passed does not stand: its
-	// holder died or hung, and the key is taken over. A token is 1 to 64
-	// printable ASCII bytes other than "-"; lease is > 0.
+	// caller last saw: missing when seen is zero, or an entry with a header
+	// whose Created is seen. A missing key is locked by storing a
+	// placeholder that expires with the lease; a locked entry lives at least
+	// until the lease ends, so that the holder's Fill finds it. A lease whose
+	// time has passed does not stand: its holder died or hung, and the key is
+	// taken over. A token is 1 to 64 printable ASCII bytes other than "-";
+	// lease is > 0.
 	//
 	// It returns whether it took the lease, and the entry as it was before
 	// the call (found == false when missing), so that a caller who did not
@@ -72,6 +73,10 @@ type Locker interface {
 // it looks at the key again, in case a notification was lost.
 const lockPoll = 50 * time.Millisecond
 
+// errNoLease stops the store of a value loaded without the key's lease on a
+// Locker store.
+var errNoLease = errors.New("no lease")
+
 // errThrottled fails a load that another process's failed load made wait:
 // fail-safe serves the stale value until the throttle passes.
 var errThrottled = errors.New("another process's load failed; fail-safe holds the stale value for the throttle")
@@ -90,7 +95,10 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 		acquired, cur, found, err := c.locker.Lock(ctx, j.key, token, c.lease, seen)
 		if err != nil {
 			stop()
-			c.log.WarnContext(ctx, "cache lock failed; loading without it", "key", j.key, "err", err)
+			if errors.Is(err, ErrClosed) {
+				return nil, false, err // no load after Close
+			}
+			c.log.WarnContext(ctx, "cache lock failed; loading without it (its value will not be stored)", "key", j.key, "err", err)
 			return nil, false, nil
 		}
 		e, perr := ParseEntry(cur)
@@ -104,7 +112,7 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 				f.token = ""
 				return nil, false, errThrottled
 			}
-			f.renewStop = c.startRenew(j.key, token)
+			f.renewStop = c.startRenew(f, token)
 			return nil, false, nil
 		}
 		switch {
@@ -156,9 +164,14 @@ func throttled(j *loadJob, e Entry, perr error) bool {
 	return perr == nil && j.stale.ok && e.Stale && time.Now().Before(e.Fresh)
 }
 
-// startRenew renews a lease every third of it until the returned function
-// is called, or until the lease is found lost.
-func (c *Cache) startRenew(key, token string) (stop func()) {
+// startRenew renews f's lease every third of it until the returned
+// function is called, or until the lease is found lost: then another
+// process deleted, replaced or took over the key, and f is made
+// unjoinable, so that callers arriving from then on do not get a value
+// loaded before that. (Callers that joined between the other process's
+// Delete and this discovery may still get it; it is never stored.)
+func (c *Cache) startRenew(f *flight, token string) (stop func()) {
+	key := f.key
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
@@ -174,7 +187,10 @@ func (c *Cache) startRenew(key, token string) (stop func()) {
 			held, err := c.locker.Renew(ctx, key, token, c.lease)
 			cancel()
 			if err == nil && !held {
-				return // deleted or taken over: the Fill will tell
+				c.flightMu.Lock()
+				f.unjoined = true
+				c.flightMu.Unlock()
+				return // deleted or taken over: the Fill will be refused
 			}
 		}
 	})

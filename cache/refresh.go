@@ -13,6 +13,21 @@ import (
 // key's lease reloads; the others see the lease, or the new entry, and do
 // nothing). So a key read steadily never makes a request wait for its load.
 
+// refreshBackoff reports whether an early refresh of key failed less than
+// the fail-safe throttle ago, so that a failing source is not asked again
+// on every hit of the refresh window.
+func (c *Cache) refreshBackoff(key string, now time.Time) bool {
+	v, ok := c.refreshFails.Load(key)
+	if !ok {
+		return false
+	}
+	if now.Before(v.(time.Time)) {
+		return true
+	}
+	c.refreshFails.Delete(key)
+	return false
+}
+
 // refresh starts a background reload of key, whose fresh entry e is due for
 // it, unless a load of key as this type is already running.
 func (c *Cache) refresh(ctx context.Context, key string, typ reflect.Type, ttl time.Duration, p policy, e Entry,

@@ -118,7 +118,7 @@ const (
 	ruleLockMissing  = "Lock takes the lease of a missing key (seen zero) by storing a placeholder"
 	ruleLockOther    = "Lock fails while another lease stands on the key, and returns the entry as it was"
 	ruleLockSeen     = "Lock of an existing key takes it only if the entry has a header whose Created is seen"
-	ruleLockKeeps    = "locking an existing entry writes the lock into its header, keeping its value and ttl"
+	ruleLockKeeps    = "locking an existing entry writes the lock into its header, keeping its value and ttl, but the entry lives at least until the lease ends"
 	ruleLockNotOurs  = "a value without a header, or a header of another layout, cannot be locked"
 	ruleLeasePasses  = "a lease whose time has passed does not stand: the key is taken over"
 	ruleFill         = "Fill stores entry under key for ttl if token still holds key's lease, which the write releases"
@@ -269,15 +269,23 @@ func testLockEntryKeepsTTL(t *testing.T, a, b cache.Locker) {
 	const ttl = 300 * time.Millisecond
 	start := time.Now()
 	created := fillEntry(t, a, "k", "value", ttl)
-	mustLock(t, b, "k", "t2", long, created)
+	mustLock(t, b, "k", "t2", ttl/3, created)
 	e := parsed(t, a, "k", ruleLockKeeps)
 	if string(e.Value) != "value" || !e.Created.Equal(created) || e.Lock != "t2" || e.Placeholder {
 		t.Fatalf("entry after Lock = %+v, want value \"value\", Created %v, locked by t2 (%s)", e, created, ruleLockKeeps)
 	}
-	// The entry still expires with its own ttl, not the (longer) lease's.
+	// The entry still expires with its own ttl, not the (shorter) lease's.
 	waitMiss(t, store(a), "k", 3*time.Second)
 	if d := time.Since(start); d < ttl-5*time.Millisecond {
 		t.Fatalf("entry with ttl %v gone after %v (%s)", ttl, d, ruleLockKeeps)
+	}
+	// A lease longer than the entry's ttl keeps the entry until it ends, so
+	// that the holder's Fill finds it (an early refresh near the ttl).
+	created = fillEntry(t, a, "k2", "value", 100*time.Millisecond)
+	mustLock(t, b, "k2", "t3", 600*time.Millisecond, created)
+	time.Sleep(300 * time.Millisecond)
+	if ok, err := b.Fill(t.Context(), "k2", "t3", []byte("new"), time.Minute); err != nil || !ok {
+		t.Fatalf("Fill by the holder after the entry's ttl but within the lease = (%v, %v), want (true, nil) (%s)", ok, err, ruleLockKeeps)
 	}
 }
 
@@ -528,7 +536,7 @@ func testUnlockEntry(t *testing.T, a, b cache.Locker) {
 	const ttl = 300 * time.Millisecond
 	start := time.Now()
 	created := fillEntry(t, a, "k", "value", ttl)
-	mustLock(t, a, "k", "t1", long, created)
+	mustLock(t, a, "k", "t1", ttl/3, created)
 	if err := a.Unlock(t.Context(), "k", "t1"); err != nil {
 		t.Fatalf("Unlock = %v, want nil", err)
 	}
@@ -536,7 +544,7 @@ func testUnlockEntry(t *testing.T, a, b cache.Locker) {
 	if string(e.Value) != "value" || !e.Created.Equal(created) || e.Lock != "" || !e.LockUntil.IsZero() {
 		t.Fatalf("entry after Unlock = %+v, want \"value\" created %v with no lock (%s)", e, created, ruleUnlock)
 	}
-	mustLock(t, b, "k", "t2", long, created) // released: no lease stands
+	mustLock(t, b, "k", "t2", ttl/3, created) // released: no lease stands
 	if err := b.Unlock(t.Context(), "k", "t2"); err != nil {
 		t.Fatal(err)
 	}

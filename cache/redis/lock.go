@@ -55,6 +55,14 @@ end
 local function holds(h, token, now)
   return h ~= nil and h.lock == token and h.lockUntil > now
 end
+
+-- outlive keeps a locked entry at least until its lease ends: with KEEPTTL
+-- alone, an entry whose ttl ends during a refresh vanished under the lease,
+-- the holder's Fill was refused and another process loaded too.
+local function outlive(key, lease)
+  local pttl = redis.call('PTTL', key)
+  if pttl >= 0 and pttl < tonumber(lease) then redis.call('PEXPIRE', key, lease) end
+end
 `
 
 // lockScript: KEYS[1] the key; ARGV token, lease (ms), seen (ms, 0 for a
@@ -80,6 +88,7 @@ if h.placeholder then
 end
 if tonumber(h.created) ~= seen then return {0, v} end
 redis.call('SET', key, header(h, token, lockUntil) .. string.sub(v, h.nl + 1), 'KEEPTTL')
+outlive(key, lease)
 return {1, v}
 `)
 
@@ -97,6 +106,7 @@ if h.placeholder then
   redis.call('SET', key, header(h, token, lockUntil), 'PX', lease)
 else
   redis.call('SET', key, header(h, token, lockUntil) .. string.sub(v, h.nl + 1), 'KEEPTTL')
+  outlive(key, lease)
 end
 return 1
 `)
@@ -372,10 +382,14 @@ func (h *watchHub) run(ctx context.Context, s *Store) {
 		h.mu.Lock()
 		before := h.confirms
 		h.mu.Unlock()
-		if c, err := s.conn(ctx); err == nil {
+		// A client of its own: Receive on the shared client made rueidis
+		// redial there when Redis hung, and every other call of the store
+		// then waited for that dial (about 5s) whatever its timeout.
+		if c, err := rueidis.NewClient(s.opt); err == nil {
 			_ = c.Receive(rctx, c.B().Subscribe().Channel(channel).Build(), func(m rueidis.PubSubMessage) {
 				h.wake(m.Message)
 			})
+			c.Close()
 		}
 		if ctx.Err() != nil {
 			return
