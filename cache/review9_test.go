@@ -236,3 +236,39 @@ func TestHungRedisAfterGetOrSetCostsOneTimeout(t *testing.T) {
 		t.Fatalf("a Get against a hung Redis took %v, with a 200ms timeout", slowest)
 	}
 }
+
+// TestLostLeaseMakesTheLoadUnjoinable: once A's renewal finds that B
+// deleted the key during A's load, a later caller in A starts a load of its
+// own instead of joining the one that read the old data. Before the fix it
+// joined it and got the old value.
+func TestLostLeaseMakesTheLoadUnjoinable(t *testing.T) {
+	srv := redistest.Start(t)
+	open := func() *cache.Cache {
+		c, err := cache.Open(t.Context(), cache.Config{Enabled: true, Backend: "redis",
+			RedisURL: cache.SecretURL("redis://" + srv.Addr), LockLease: 300 * time.Millisecond}, cache.WithLogger(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	a, b := open(), open()
+	ctx := t.Context()
+	var version atomic.Int32
+	version.Store(1)
+	load := func(context.Context) (int32, error) {
+		v := version.Load()
+		time.Sleep(time.Second)
+		return v, nil
+	}
+	go cache.GetOrSet(ctx, a, "k", time.Hour, load)
+	time.Sleep(100 * time.Millisecond) // A is loading version 1 under its lease
+	version.Store(2)
+	if err := b.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(400 * time.Millisecond) // A renews every 100ms: it has noticed
+	if v, err := cache.GetOrSet(ctx, a, "k", time.Hour, load); err != nil || v != 2 {
+		t.Fatalf("A's GetOrSet after B's Delete = (%d, %v), want 2 from a load of its own", v, err)
+	}
+}
