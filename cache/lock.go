@@ -123,13 +123,17 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 			continue
 		case perr != nil:
 			stop()
-			return nil, false, nil // an entry of another layout: overwrite it
+			// An entry of another layout cannot be locked: load, and since
+			// there is no lease, leave the entry as it is.
+			return nil, false, nil
 		case e.freshAt(time.Now()):
 			stop()
 			if v, err := j.decode(e.Value); err == nil {
 				return v, true, nil // stored by another process, or fresh already
 			}
-			return nil, false, nil // undecodable as this type: load and overwrite
+			// Undecodable as this type: load; without the lease, the entry
+			// is left as it is (a Delete or Set replaces it).
+			return nil, false, nil
 		case !e.header:
 			stop()
 			return nil, false, nil
