@@ -56,7 +56,7 @@ func TestRedisURLPasswordNeverShows(t *testing.T) {
 		outs := map[string]string{}
 		su := cache.SecretURL(url)
 		outs["SecretURL.String"] = su.String()
-		outs["SecretURL %v"] = fmt.Sprintf("%v %+v %s", su, su, su)
+		outs["SecretURL %v"] = fmt.Sprintf("%v %+v %s %#v", su, su, su, su)
 		outs["SecretURL.LogValue"] = su.LogValue().String()
 		mt, _ := su.MarshalText()
 		outs["SecretURL.MarshalText"] = string(mt)
@@ -90,7 +90,7 @@ func record(outs map[string]string, what string, cfg *config.Config, err error) 
 	var log bytes.Buffer
 	slog.New(slog.NewTextHandler(&log, nil)).Info("config", "redis_url", cfg.Cache.RedisURL, "cache", cfg.Cache)
 	j, _ := json.Marshal(cfg)
-	outs[what+" result"] = fmt.Sprintf("%v\n%+v\n%s\n%s", cfg, *cfg, j, log.String())
+	outs[what+" result"] = fmt.Sprintf("%v\n%+v\n%#v\n%s\n%s", cfg, *cfg, *cfg, j, log.String())
 }
 
 // scratchConfig returns the path of a file the property rewrites.
