@@ -20,8 +20,8 @@
 //   - A missing or expired key is found == false with a nil error; an expired
 //     value is never returned.
 //   - ttl > 0 expires after ttl, with millisecond precision; ttl == 0 uses the
-//     default TTL, which by default is "never expires"; ttl < 0 is
-//     [ErrInvalidTTL] and nothing is written.
+//     default TTL, which by default is "never expires"; ttl < 0 or ttl >
+//     [MaxTTL] is [ErrInvalidTTL] and nothing is written.
 //   - Keys are 1 to [MaxKeyLen] bytes of anything; others are [ErrInvalidKey].
 //   - Values are encoded by a codec (JSON by default); []byte and string are
 //     stored as they are. What is read back equals what was written, and
@@ -29,4 +29,19 @@
 //   - After Close, every call returns [ErrClosed].
 //   - A failed Delete or Clear is always returned, never hidden: a lost
 //     invalidation would serve stale data later.
+//   - Invalidation is final: once Delete, Set or Clear has returned, no later
+//     call returns, and no process stores, a value whose load began before.
+//
+// # Many processes
+//
+// On a [Store] that several processes share and that implements [Locker]
+// (Redis), [GetOrSet] runs a key's load once across all of them, under a
+// lease kept in the key's own entry. Per call or from the configuration it
+// can also refresh hot keys before they expire ([RefreshAhead],
+// refresh_ahead) and serve a value past its ttl when a fresh one cannot be
+// had ([StaleFor], stale_ttl), with load timeouts ([LoadTimeout],
+// [LoadHardTimeout]); [ReportOutcome] tells a hit, a load or a stale value
+// apart. Entries that need this metadata carry a versioned header before
+// their value ([Entry]); values written by [Cache.Set] are stored as they
+// are.
 package cache
