@@ -90,6 +90,7 @@ var errThrottled = errors.New("another process's load failed; fail-safe holds th
 func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, ok bool, err error) {
 	token := newToken()
 	seen := j.seen
+	cleared := false // an entry this load cannot use was deleted once
 	for {
 		filled, stop := c.locker.Watch(j.key)
 		acquired, cur, found, err := c.locker.Lock(ctx, j.key, token, c.lease, seen)
@@ -121,19 +122,27 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 			stop()
 			seen = time.Time{}
 			continue
-		case perr != nil:
+		case perr != nil || e.freshAt(time.Now()):
 			stop()
-			// An entry of another layout cannot be locked: load, and since
-			// there is no lease, leave the entry as it is.
-			return nil, false, nil
-		case e.freshAt(time.Now()):
-			stop()
-			if v, err := j.decode(e.Value); err == nil {
-				return v, true, nil // stored by another process, or fresh already
+			if perr == nil {
+				if v, err := j.decode(e.Value); err == nil {
+					return v, true, nil // stored by another process, or fresh already
+				}
 			}
-			// Undecodable as this type: load; without the lease, the entry
-			// is left as it is (a Delete or Set replaces it).
-			return nil, false, nil
+			// An entry of another layout, or one that does not decode as
+			// this type (a struct changed by a deploy): it cannot be locked.
+			// Delete it, which never makes anything stale, and take the
+			// missing key; only once, so that a writer of such entries in
+			// another process cannot keep this load waiting.
+			if cleared {
+				return nil, false, nil // load; without the lease, nothing is stored
+			}
+			cleared = true
+			if err := c.store.Delete(ctx, j.key); err != nil {
+				return nil, false, nil
+			}
+			seen = time.Time{}
+			continue
 		case !e.header:
 			stop()
 			return nil, false, nil

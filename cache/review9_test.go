@@ -272,3 +272,27 @@ func TestLostLeaseMakesTheLoadUnjoinable(t *testing.T) {
 		t.Fatalf("A's GetOrSet after B's Delete = (%d, %v), want 2 from a load of its own", v, err)
 	}
 }
+
+// TestUndecodableEntryIsReplacedOnRedis: an entry that no longer decodes as
+// the type asked for (a struct changed by a deploy) is replaced by the
+// loaded value on Redis too. After the lease-only writes it was loaded on
+// every call and never replaced.
+func TestUndecodableEntryIsReplacedOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	c := redisCache(t, srv)
+	ctx := t.Context()
+	for _, old := range []string{"not a number", cache.EntryMagic + "9 from a later layout"} {
+		srv.Do("SET", "ushka:k", old)
+		var loads atomic.Int32
+		for range 3 {
+			n, err := cache.GetOrSet(ctx, c, "k", time.Hour, func(context.Context) (int, error) { loads.Add(1); return 5, nil })
+			if err != nil || n != 5 {
+				t.Fatalf("GetOrSet over %q = (%v, %v), want 5", old, n, err)
+			}
+			c.WaitIdle(ctx)
+		}
+		if n := loads.Load(); n != 1 {
+			t.Fatalf("over %q the load ran %d times for 3 calls, want 1: the entry was not replaced", old, n)
+		}
+	}
+}
