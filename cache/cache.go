@@ -39,8 +39,9 @@ type Cache struct {
 	staleOnce     sync.Once
 	staleStore    atomic.Pointer[memstore.Store] // fail-safe's local copies
 	staleMu       sync.Mutex                     // orders copies with invalidations
-	invalidations atomic.Uint64                  // Deletes, Sets and Clears so far
-	refreshFails  sync.Map                       // key -> time.Time: no early refresh before it
+	invalidations invalidationCounts             // Deletes, Sets and Clears so far, by key shard
+	refreshMu     sync.Mutex
+	refreshFails  map[string]time.Time // no early refresh of the key before it
 
 	flightMu sync.Mutex
 	flights  map[string][]*flight // running GetOrSet loads, by key

@@ -11,3 +11,10 @@ func (c *Cache) LocalCopy(key string) (string, bool) {
 	s := c.localStale(key)
 	return string(s.e.Value), s.ok
 }
+
+// RefreshFailsLen returns how many keys' failed refreshes c remembers.
+func (c *Cache) RefreshFailsLen() int {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	return len(c.refreshFails)
+}

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ushka-go/ushka/internal/memstore"
@@ -86,6 +89,36 @@ func (c *Cache) holdStale(ctx context.Context, f *flight, j *loadJob) {
 	c.write(ctx, f, e, keep, "cache store of a stale value failed")
 }
 
+// invalidationCounts counts invalidations by shard of keys, and Clears, so
+// that a hit keeps its outage copy unless its own key (or a key of its
+// shard) was invalidated meanwhile: a process that writes other keys
+// steadily still keeps copies of what it reads.
+type invalidationCounts struct {
+	seed   maphash.Seed
+	once   sync.Once
+	clears atomic.Uint64
+	shards [64]atomic.Uint64
+}
+
+func (n *invalidationCounts) shard(key string) *atomic.Uint64 {
+	n.once.Do(func() { n.seed = maphash.MakeSeed() })
+	return &n.shards[maphash.String(n.seed, key)%uint64(len(n.shards))]
+}
+
+// of returns the count for key: it changes with every invalidation of key.
+func (n *invalidationCounts) of(key string) uint64 {
+	return n.shard(key).Load() + n.clears.Load()
+}
+
+// add counts an invalidation of key, or of all keys.
+func (n *invalidationCounts) add(key string, all bool) {
+	if all {
+		n.clears.Add(1)
+		return
+	}
+	n.shard(key).Add(1)
+}
+
 // staleCopies returns the store of local copies, making it on first use.
 func (c *Cache) staleCopies() *memstore.Store {
 	c.staleOnce.Do(func() {
@@ -155,7 +188,7 @@ func (c *Cache) keepCopy(key string, data []byte, keep time.Duration, epoch *uin
 	}
 	c.staleMu.Lock()
 	defer c.staleMu.Unlock()
-	if epoch != nil && c.invalidations.Load() != *epoch {
+	if epoch != nil && c.invalidations.of(key) != *epoch {
 		return
 	}
 	_ = s.Set(context.Background(), key, data, keep)
@@ -164,13 +197,16 @@ func (c *Cache) keepCopy(key string, data []byte, keep time.Duration, epoch *uin
 // dropStale removes this process's copy of key, or all copies, and counts
 // an invalidation.
 func (c *Cache) dropStale(key string, all bool) {
-	c.staleMu.Lock()
-	defer c.staleMu.Unlock()
-	c.invalidations.Add(1)
+	// Counted before the copies are looked at: a copy written after this
+	// sees the count changed; one written before is deleted below, under
+	// the lock that keepCopy writes under.
+	c.invalidations.add(key, all)
 	s := c.staleStore.Load()
 	if s == nil {
-		return
+		return // no copies (an in-process store never keeps any)
 	}
+	c.staleMu.Lock()
+	defer c.staleMu.Unlock()
 	if all {
 		_ = s.Clear(context.Background())
 	} else {

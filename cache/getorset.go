@@ -64,7 +64,10 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 	if len(opts) > 0 {
 		p = p.with(opts) // apart, so that p stays on the stack without options
 	}
-	epoch := c.invalidations.Load() // a copy of what is read is kept only if no invalidation came since
+	var epoch uint64 // a copy of what is read is kept only if no invalidation of key came since
+	if p.staleTTL > 0 && !c.local {
+		epoch = c.invalidations.of(key)
+	}
 	e, found, err := c.readEntry(ctx, key)
 	var now time.Time // read only where a header or fail-safe needs it
 	if err != nil || e.header {
@@ -301,7 +304,7 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 			err = fmt.Errorf("cache: load %q: %w", f.key, err)
 		}
 		if j.refresh {
-			c.refreshFails.Store(f.key, time.Now().Add(j.p.throttle))
+			c.refreshFailed(f.key, time.Now().Add(j.p.throttle))
 			c.log.WarnContext(lctx, "cache early refresh failed; the entry stays until its ttl", "key", f.key, "err", cmp.Or[any](err, panicked))
 		}
 		if j.stale.ok {

@@ -99,7 +99,13 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 			if errors.Is(err, ErrClosed) {
 				return nil, false, err // no load after Close
 			}
-			c.log.WarnContext(ctx, "cache lock failed; loading without it (its value will not be stored)", "key", j.key, "err", err)
+			// Load anyway, keeping the token: a Lock that timed out here may
+			// still have run on a busy server. Then the Fill with this token
+			// stores the value and releases the lease; otherwise it is
+			// refused and nothing is stored. Either way no lease is left
+			// that nobody holds (an Unlock with it follows a failed load).
+			c.log.WarnContext(ctx, "cache lock failed; loading without knowing whether it holds the lease", "key", j.key, "err", err)
+			f.token = token
 			return nil, false, nil
 		}
 		e, perr := ParseEntry(cur)

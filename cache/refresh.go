@@ -17,15 +17,43 @@ import (
 // the fail-safe throttle ago, so that a failing source is not asked again
 // on every hit of the refresh window.
 func (c *Cache) refreshBackoff(key string, now time.Time) bool {
-	v, ok := c.refreshFails.Load(key)
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	until, ok := c.refreshFails[key]
 	if !ok {
 		return false
 	}
-	if now.Before(v.(time.Time)) {
+	if now.Before(until) {
 		return true
 	}
-	c.refreshFails.Delete(key)
+	delete(c.refreshFails, key)
 	return false
+}
+
+// maxRefreshFails bounds the keys whose failed refresh is remembered.
+const maxRefreshFails = 4096
+
+// refreshFailed remembers that key's early refresh failed, until until.
+// Past maxRefreshFails keys it forgets the expired ones, and if that is not
+// enough, all of them: at worst a failing source is asked once more.
+func (c *Cache) refreshFailed(key string, until time.Time) {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	if c.refreshFails == nil {
+		c.refreshFails = make(map[string]time.Time)
+	}
+	if len(c.refreshFails) >= maxRefreshFails {
+		now := time.Now()
+		for k, t := range c.refreshFails {
+			if !now.Before(t) {
+				delete(c.refreshFails, k)
+			}
+		}
+		if len(c.refreshFails) >= maxRefreshFails {
+			clear(c.refreshFails)
+		}
+	}
+	c.refreshFails[key] = until
 }
 
 // refresh starts a background reload of key, whose fresh entry e is due for

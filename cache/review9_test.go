@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ushka-go/ushka/cache"
@@ -295,4 +296,103 @@ func TestUndecodableEntryIsReplacedOnRedis(t *testing.T) {
 			t.Fatalf("over %q the load ran %d times for 3 calls, want 1: the entry was not replaced", old, n)
 		}
 	}
+}
+
+// TestLockThatLandsLateLeavesNoOrphanLease: a Lock that times out for the
+// caller while Redis pauses writes must not leave a lease nobody holds, nor
+// make the next process wait. (The orphan the review found came from a
+// Lock run after the caller's timeout on a busy server, a timing this test
+// does not force; the fix, storing through the token anyway, is what makes
+// such a lease either filled or refused.)
+func TestLockThatLandsLateLeavesNoOrphanLease(t *testing.T) {
+	srv := redistest.Start(t)
+	a := redisCache(t, srv)
+	b := redisCache(t, srv)
+	ctx := t.Context()
+	srv.Do("CLIENT", "PAUSE", "400", "WRITE")
+	if v, err := cache.GetOrSet(ctx, a, "k", time.Hour, func(context.Context) (int, error) {
+		time.Sleep(600 * time.Millisecond) // the paused Lock runs meanwhile
+		return 1, nil
+	}); err != nil || v != 1 {
+		t.Fatalf("A's GetOrSet = (%d, %v)", v, err)
+	}
+	a.WaitIdle(ctx)
+	if raw := srv.Do("GET", "ushka:k"); raw != "(nil)" {
+		if e, err := cache.ParseEntry([]byte(raw)); err == nil && e.Placeholder {
+			t.Fatalf("after A's load Redis holds a placeholder nobody holds: %q", raw)
+		}
+	}
+	start := time.Now()
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	v, err := cache.GetOrSet(wctx, b, "k", time.Hour, func(context.Context) (int, error) { return 2, nil })
+	if err != nil || time.Since(start) > time.Second {
+		t.Fatalf("B's GetOrSet after A's late lock = (%d, %v) after %v: an orphan lease made it wait", v, err, time.Since(start))
+	}
+}
+
+// TestUnrelatedWritesDoNotStopOutageCopies: a process that writes other
+// keys steadily still keeps outage copies of the keys it reads. Before the
+// fix any invalidation anywhere voided a hit's copy: 12 of 200 kept.
+func TestUnrelatedWritesDoNotStopOutageCopies(t *testing.T) {
+	srv := redistest.Start(t)
+	w := redisCache(t, srv, cache.StaleFor(time.Hour)) // another process writes the entries
+	c := redisCache(t, srv, cache.StaleFor(time.Hour)) // this one only reads them
+	ctx := t.Context()
+	const n = 100
+	load := func(context.Context) (int, error) { return 1, nil }
+	for i := range n {
+		if _, err := cache.GetOrSet(ctx, w, "k"+strconv.Itoa(i), time.Hour, load); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.WaitIdle(ctx)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for !stop.Load() {
+			c.Set(ctx, "session", "s", 0)
+		}
+	})
+	for range 3 {
+		for i := range n {
+			if _, err := cache.GetOrSet(ctx, c, "k"+strconv.Itoa(i), time.Hour, load); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	kept := 0
+	for i := range n {
+		if _, ok := c.LocalCopy("k" + strconv.Itoa(i)); ok {
+			kept++
+		}
+	}
+	if kept < n*9/10 {
+		t.Fatalf("%d of %d keys have an outage copy while another key was being written, want at least 90%%", kept, n)
+	}
+}
+
+// TestFailedRefreshesAreBounded: the failed early refreshes a process
+// remembers (to back off) stay bounded with many keys. Before the fix they
+// grew with every key whose refresh failed, and survived Clear.
+func TestFailedRefreshesAreBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := policyCache(t, nil, cache.RefreshAhead(0.5), cache.FailSafeThrottle(time.Minute))
+		ctx := t.Context()
+		ok := func(context.Context) (int, error) { return 1, nil }
+		fail := func(context.Context) (int, error) { return 0, errDatabaseDown }
+		for i := range 6000 {
+			cache.GetOrSet(ctx, c, "k"+strconv.Itoa(i), time.Second, ok)
+		}
+		time.Sleep(600 * time.Millisecond) // past half the ttl: hits refresh
+		for i := range 6000 {
+			cache.GetOrSet(ctx, c, "k"+strconv.Itoa(i), time.Second, fail)
+		}
+		synctest.Wait()
+		if n := c.RefreshFailsLen(); n > 4096 {
+			t.Fatalf("%d failed refreshes remembered, want at most 4096", n)
+		}
+	})
 }
