@@ -147,6 +147,9 @@ func (cfg Config) Validate() error {
 			return &FieldError{Field: "redis_url", Err: err}
 		}
 	}
+	if err := redisurl.CheckTLSCAFile(cfg.TLSCAFile, string(cfg.RedisURL)); err != nil {
+		return &FieldError{Field: "tls_ca_file", Err: err}
+	}
 	if cfg.Backend != "" {
 		if _, ok := lookup(cfg.Backend); !ok {
 			hint := ""

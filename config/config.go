@@ -30,7 +30,6 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"github.com/ushka-go/ushka/cache"
-	"github.com/ushka-go/ushka/internal/redisurl"
 )
 
 // DefaultPath is the file an application loads when it is not told another.
@@ -404,14 +403,6 @@ func applyEnv(c *cache.Config, src sources) error {
 
 func validate(cfg *Config, src sources) error {
 	err := cfg.Cache.Validate()
-	if err == nil {
-		// A backend checks its own fields when it opens; this one is
-		// checked here too, so that `ushka config check` and a start under
-		// fx fail on it before anything connects.
-		if err = redisurl.CheckTLSCAFile(cfg.Cache.TLSCAFile, string(cfg.Cache.RedisURL)); err != nil {
-			err = &cache.FieldError{Field: "tls_ca_file", Err: err}
-		}
-	}
 	if err == nil {
 		return nil
 	}

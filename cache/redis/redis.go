@@ -77,12 +77,10 @@ package redis
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -199,19 +197,14 @@ func clientOption(u redisurl.Options, cfg cache.Config) (rueidis.ClientOption, e
 	if u.TLS {
 		tc := &tls.Config{ServerName: u.ServerName, MinVersion: tls.VersionTLS12, InsecureSkipVerify: u.SkipVerify}
 		if cfg.TLSCAFile != "" {
-			pem, err := os.ReadFile(cfg.TLSCAFile)
+			pool, err := redisurl.ReadCAFile(cfg.TLSCAFile)
 			if err != nil {
 				return opt, fmt.Errorf("redis: tls_ca_file: %w", err)
 			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return opt, fmt.Errorf("redis: tls_ca_file %s: no PEM certificate in it", cfg.TLSCAFile)
-			}
+			tc.RootCAs = pool
 		}
 		opt.TLSConfig = tc
-	} else if cfg.TLSCAFile != "" {
-		return opt, errors.New("redis: tls_ca_file is set but redis_url is not rediss://")
-	}
+	} // tls_ca_file without rediss:// is refused by cfg.Validate
 	if u.MasterSet != "" {
 		opt.Sentinel = rueidis.SentinelOption{
 			MasterSet: u.MasterSet,
