@@ -176,10 +176,8 @@ func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duratio
 		return fmt.Errorf("cache: set %q: encode %T: %w", key, value, err)
 	}
 	c.stopLoads(key, false)
-	c.dropStale(key, false)
 	err = c.setBytes(ctx, key, b, ttl)
-	c.unjoin(key, false)
-	c.dropStale(key, false) // again: a hit may have read the old value before the store changed
+	c.endInvalidation(key, false)
 	return err
 }
 
@@ -218,10 +216,8 @@ func (c *Cache) Delete(ctx context.Context, key string) error {
 		return err
 	}
 	c.stopLoads(key, false)
-	c.dropStale(key, false)
 	err := c.store.Delete(ctx, key)
-	c.unjoin(key, false)
-	c.dropStale(key, false) // again: a hit may have read the old value before the store changed
+	c.endInvalidation(key, false)
 	if err != nil {
 		c.failed(ctx, err)
 		return fmt.Errorf("cache: delete %q: %w", key, err)
@@ -238,10 +234,8 @@ func (c *Cache) Clear(ctx context.Context) error {
 		return sentinelf(ErrClosed, "cache: clear: cache is closed")
 	}
 	c.stopLoads("", true)
-	c.dropStale("", true)
 	err := c.store.Clear(ctx)
-	c.unjoin("", true)
-	c.dropStale("", true)
+	c.endInvalidation("", true)
 	if err != nil {
 		c.failed(ctx, err)
 		return fmt.Errorf("cache: clear: %w", err)

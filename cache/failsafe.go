@@ -80,13 +80,12 @@ func (c *Cache) holdStale(ctx context.Context, f *flight, j *loadJob) {
 	if !ok {
 		return
 	}
-	f.staleTTL = j.p.staleTTL
 	if !j.storeOK && f.token == "" {
 		// The store is down: hold the value in the local copy only.
 		c.keepStaleBytes(f.key, e.Append(nil), keep)
 		return
 	}
-	c.write(ctx, f, e, keep, "cache store of a stale value failed")
+	c.write(ctx, f, e, keep, j.p.staleTTL, "cache store of a stale value failed")
 }
 
 // invalidationCounts counts invalidations by shard of keys, and Clears, so
@@ -197,6 +196,9 @@ func (c *Cache) keepCopy(key string, data []byte, keep time.Duration, epoch *uin
 // dropStale removes this process's copy of key, or all copies, and counts
 // an invalidation.
 func (c *Cache) dropStale(key string, all bool) {
+	if c.local {
+		return // an in-process store never has copies: nothing to order
+	}
 	// Counted before the copies are looked at: a copy written after this
 	// sees the count changed; one written before is deleted below, under
 	// the lock that keepCopy writes under.

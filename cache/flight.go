@@ -32,9 +32,8 @@ type flight struct {
 	invalidated bool       // guarded by write: the value must not be stored
 
 	// Set by the flight's own goroutine only:
-	token     string        // the key's cross-process lease, when held
-	renewStop func()        // stops the lease's renewal
-	staleTTL  time.Duration // how long fail-safe keeps what it stores
+	token     string // the key's cross-process lease, when held (or maybe held: see lockOrWait)
+	renewStop func() // stops the lease's renewal
 
 	panicLogged atomic.Bool // a caller that served a stale value logged the panic
 }
@@ -132,21 +131,31 @@ func (c *Cache) wait(ctx context.Context, f *flight, soft <-chan time.Time) erro
 
 // An invalidation (a Delete, Set or Clear of the store) must not be undone
 // by a load that began before it. So it calls stopLoads before it changes
-// the store and unjoin after:
+// the store and endInvalidation after:
 //
 //   - stopLoads makes the flights of key (of every key when all is set)
 //     unjoinable and stops them from storing their values, waiting for a
 //     store already on its way, which the invalidation then overwrites or
 //     removes;
-//   - unjoin makes unjoinable the flights that started while the store was
-//     being changed, which may have read what it replaced. Their loads began
-//     after the invalidation was asked for, so their values may be stored.
+//   - endInvalidation makes unjoinable the flights that started while the
+//     store was being changed, which may have read what it replaced (their
+//     loads began after the invalidation was asked for, so their values may
+//     be stored), and drops this process's fail-safe copies of what was
+//     invalidated, after the change, so that a hit that read the old value
+//     before it cannot keep a copy (see dropStale).
 func (c *Cache) stopLoads(key string, all bool) {
 	for _, f := range c.unjoin(key, all) {
 		f.write.Lock()
 		f.invalidated = true
 		f.write.Unlock()
 	}
+}
+
+// endInvalidation ends an invalidation of key, or of all keys, that
+// stopLoads began.
+func (c *Cache) endInvalidation(key string, all bool) {
+	c.unjoin(key, all)
+	c.dropStale(key, all)
 }
 
 // unjoin marks the flights of key, or all flights, unjoinable, and returns

@@ -444,8 +444,7 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 			keep = min(ttl+j.p.staleTTL, MaxTTL)
 		}
 	}
-	f.staleTTL = j.p.staleTTL
-	c.write(ctx, f, e, keep, "cache store of loaded value failed")
+	c.write(ctx, f, e, keep, j.p.staleTTL, "cache store of loaded value failed")
 }
 
 // beginWrite starts a store for f, bounded by the cache's timeout, holding
@@ -468,9 +467,11 @@ func (c *Cache) beginWrite(ctx context.Context, f *flight) (_ context.Context, d
 }
 
 // write stores e under f's key for keep: through f's lease when it holds
-// one, else with a plain Set. It keeps a copy for fail-safe when the store
-// is remote, and logs a failure with msg.
-func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep time.Duration, msg string) {
+// one, with a plain Set on a store without leases, and not at all on a
+// Locker store without a lease. When fail-safe keeps values (staleTTL > 0)
+// and the store is remote, it keeps this process's copy too. It logs a
+// failure with msg.
+func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep, staleTTL time.Duration, msg string) {
 	data := e.Append(nil)
 	var err error
 	switch {
@@ -499,7 +500,7 @@ func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep time.Duratio
 	} else {
 		c.stats.sets.add()
 	}
-	if !c.local && f.staleTTL > 0 && e.needsHeader() {
-		c.keepStaleBytes(f.key, data, cmp.Or(keep, f.staleTTL))
+	if !c.local && staleTTL > 0 && e.needsHeader() {
+		c.keepStaleBytes(f.key, data, cmp.Or(keep, staleTTL))
 	}
 }
