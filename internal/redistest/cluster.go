@@ -96,24 +96,32 @@ func (c *Cluster) waitReplicasOnline() {
 	for _, m := range c.masters {
 		m.Do("FLUSHALL")
 	}
+	c.waitEveryNode("cluster replicas were not all reported online within 30s", func(n *Server) bool {
+		shards, err := Do(n.Addr, nil, "CLUSTER", "SHARDS")
+		return err == nil && strings.Count(shards, "\nhealth\nonline") == len(c.Nodes)
+	})
+}
+
+// waitEveryNode waits, up to 30s, until ok holds for every node, and fails
+// the test with msg otherwise.
+func (c *Cluster) waitEveryNode(msg string, ok func(*Server) bool) {
+	c.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok := true
-		for _, n := range c.Nodes {
-			shards, err := Do(n.Addr, nil, "CLUSTER", "SHARDS")
-			if err != nil || strings.Count(shards, "\nhealth\nonline") != len(c.Nodes) {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return
-		}
+	for !all(c.Nodes, ok) {
 		if time.Now().After(deadline) {
-			c.t.Fatal("cluster replicas were not all reported online within 30s")
+			c.t.Fatal(msg)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func all(nodes []*Server, ok func(*Server) bool) bool {
+	for _, n := range nodes {
+		if !ok(n) {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Cluster) startNode() *Server {
@@ -165,31 +173,16 @@ func (c *Cluster) AddNode() *Server {
 
 func (c *Cluster) waitOK() {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		// Every node must see the cluster as ok and know every other node
-		// (gossip takes a moment after add-node), and every replica must be
-		// connected to its master.
-		ok := true
-		for _, n := range c.Nodes {
-			info, err := Do(n.Addr, nil, "CLUSTER", "INFO")
-			if err != nil || !strings.Contains(info, "cluster_state:ok") ||
-				!strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(len(c.Nodes))+"\r") {
-				ok = false
-				break
-			}
-			role, err := Do(n.Addr, nil, "ROLE")
-			if err != nil || strings.HasPrefix(role, "slave\n") && !strings.Contains(role, "\nconnected\n") {
-				ok = false
-				break
-			}
+	// Every node must see the cluster as ok and know every other node
+	// (gossip takes a moment after add-node), and every replica must be
+	// connected to its master.
+	c.waitEveryNode("cluster did not reach cluster_state:ok within 30s", func(n *Server) bool {
+		info, err := Do(n.Addr, nil, "CLUSTER", "INFO")
+		if err != nil || !strings.Contains(info, "cluster_state:ok") ||
+			!strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(len(c.Nodes))+"\r") {
+			return false
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatal("cluster did not reach cluster_state:ok within 30s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		role, err := Do(n.Addr, nil, "ROLE")
+		return err == nil && !(strings.HasPrefix(role, "slave\n") && !strings.Contains(role, "\nconnected\n"))
+	})
 }
