@@ -134,12 +134,7 @@ func (c *Cache) get(ctx context.Context, key string, dst any, fresh bool) (found
 // counting. An entry with a header (see [Entry]) is read only while fresh:
 // a stale value, a placeholder or an unknown layout is a miss.
 func (c *Cache) read(ctx context.Context, key string, dst any, fresh bool) (found bool, err error) {
-	var b []byte
-	if c.borrow != nil {
-		b, found, err = c.borrow.Borrow(ctx, key)
-	} else {
-		b, found, err = c.store.Get(ctx, key)
-	}
+	b, found, err := c.raw(ctx, key)
 	if err != nil || !found {
 		return false, err
 	}
@@ -151,6 +146,15 @@ func (c *Cache) read(ctx context.Context, key string, dst any, fresh bool) (foun
 		b = e.Value
 	}
 	return true, c.decode(b, dst, fresh)
+}
+
+// raw returns the stored bytes of key: lent by a store that can (they must
+// not be modified), else the store's own copy.
+func (c *Cache) raw(ctx context.Context, key string) ([]byte, bool, error) {
+	if c.borrow != nil {
+		return c.borrow.Borrow(ctx, key)
+	}
+	return c.store.Get(ctx, key)
 }
 
 // Set stores value under key for ttl. A ttl of 0 means the cache's default

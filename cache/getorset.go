@@ -247,14 +247,7 @@ type loadJob struct {
 // readEntry reads key's entry, without counting. An entry of an unknown
 // layout is a miss.
 func (c *Cache) readEntry(ctx context.Context, key string) (Entry, bool, error) {
-	var b []byte
-	var found bool
-	var err error
-	if c.borrow != nil {
-		b, found, err = c.borrow.Borrow(ctx, key)
-	} else {
-		b, found, err = c.store.Get(ctx, key)
-	}
+	b, found, err := c.raw(ctx, key)
 	if err != nil || !found {
 		return Entry{}, false, err
 	}
