@@ -148,6 +148,11 @@ func parse(rawURL string) (Options, error) {
 		if !ok {
 			return o, fmt.Errorf(`the user info has no ":": write %s://:PASSWORD@HOST for a password alone, or %s://USER:PASSWORD@HOST`, scheme, scheme)
 		}
+		if pw == "" && u.User.Username() != "" {
+			// "word:@host": an empty password after a name is no way to
+			// log in; the name is more likely a password with a ":" in it.
+			return o, fmt.Errorf(`the password after the user name is empty: write %s://:PASSWORD@HOST for a password alone (percent-encode ":" in it as %%3A), or %s://USER:PASSWORD@HOST`, scheme, scheme)
+		}
 		o.Username, o.Password = u.User.Username(), pw
 	}
 	q, err := url.ParseQuery(u.RawQuery)
@@ -327,6 +332,10 @@ func hostPort(hp string) (addr, host string, err error) {
 	}
 	if host == "" {
 		return "", "", fmt.Errorf("missing host before the port, as in localhost:6379")
+	}
+	if ip, _, _ := strings.Cut(host, "%"); !isHostChars(host) && !(strings.Contains(ip, ":") && net.ParseIP(ip) != nil) {
+		// Not echoed: text that is no host name may be a misplaced password.
+		return "", "", fmt.Errorf("host: want a name of letters, digits, '.', '-' and '_', or an IP address")
 	}
 	if !validPort(port) {
 		return "", "", fmt.Errorf("port: want a number from 1 to 65535")

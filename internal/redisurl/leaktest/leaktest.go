@@ -176,5 +176,14 @@ func (c Case) Leak(out string) string {
 	return ""
 }
 
+// AsText returns c with its URL as a text file or the environment can hold
+// it: invalid UTF-8 replaced, NUL bytes removed. The tokens are untouched,
+// and Leak then judges the URL as it is fed (without its NUL, a token may
+// form a valid host name, which may be shown).
+func (c Case) AsText() Case {
+	c.URL = strings.ReplaceAll(strings.ToValidUTF8(c.URL, "\uFFFD"), "\x00", "")
+	return c
+}
+
 // Shapes returns the number of URL shapes, for fuzz targets.
 func Shapes() int { return len(shapes) }
