@@ -57,6 +57,7 @@ func TestParseErrors(t *testing.T) {
 		{"redis://h?timeout=1s&password=s3cret", `invalid redis_url "redis://h?timeout=***&password=***": unknown parameter(s) password, timeout ` + known},
 		{"redis://h?password=s3cret&timeout=1s", `invalid redis_url "redis://h?password=***&***": unknown parameter(s) password and 1 more not shown (they may hold part of a password; percent-encode "&", "#" and "+" in one) ` + known},
 		{"redis://h?addr=:1", `invalid redis_url "redis://h?addr=***": the 1st addr=: missing host before the port, as in localhost:6379`},
+		{"redis://s3cret:@h:6379", `invalid redis_url "redis://***@h:6379": the password after the user name is empty: write redis://:PASSWORD@HOST for a password alone (percent-encode ":" in it as %3A), or redis://USER:PASSWORD@HOST`},
 		// Not a host: was taken as one and shown by Redact (a password in addr=, found by the leak property).
 		{"redis://h?addr=s3cret](", `invalid redis_url "redis://h?addr=***": the 1st addr=: host: want a name of letters, digits, '.', '-' and '_', or an IP address`},
 		{"redis://h?addr=a:1&addr=b:0", `invalid redis_url "redis://h?addr=***&addr=***": the 2nd addr=: port: want a number from 1 to 65535`},
