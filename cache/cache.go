@@ -23,8 +23,9 @@ import (
 // configuration or with [New] over a Store.
 type Cache struct {
 	store      Store
-	borrow     borrower // the store's zero-copy read, when it has one
-	local      bool     // the store is in this process: a write costs no round trip
+	borrow     borrower   // the store's zero-copy read, when it has one
+	near       NearCacher // the store's near cache, when it has one
+	local      bool       // the store is in this process: a write costs no round trip
 	codec      codec.Codec
 	log        *slog.Logger
 	defaultTTL time.Duration
@@ -76,6 +77,7 @@ func New(store Store, opts ...Option) *Cache {
 	}
 	c.locker, _ = store.(Locker)
 	c.borrow, _ = store.(borrower)
+	c.near, _ = store.(NearCacher)
 	_, discard := store.(*discardStore)
 	c.local = c.borrow != nil || discard
 	for _, o := range opts {
@@ -92,8 +94,15 @@ func (c *Cache) Store() Store { return c.store }
 // Codec returns the codec c encodes values with.
 func (c *Cache) Codec() codec.Codec { return c.codec }
 
-// Stats returns a snapshot of c's counters.
-func (c *Cache) Stats() Stats { return c.stats.snapshot() }
+// Stats returns a snapshot of c's counters, and of its store's near cache
+// when it has one.
+func (c *Cache) Stats() Stats {
+	s := c.stats.snapshot()
+	if c.near != nil {
+		s.NearEntries, s.NearBytes = c.near.NearUsage()
+	}
+	return s
+}
 
 // Get reads the value stored under key into dst, which must be a non-nil
 // pointer: *[]byte and *string receive the stored bytes as they are, any
@@ -117,7 +126,7 @@ func (c *Cache) get(ctx context.Context, key string, dst any, fresh bool) (found
 	if dst == nil {
 		return false, fmt.Errorf("cache: get %q: nil destination", key)
 	}
-	found, err = c.read(ctx, key, dst, fresh)
+	found, near, err := c.read(ctx, key, dst, fresh)
 	switch {
 	case err != nil:
 		c.failed(ctx, err)
@@ -127,34 +136,44 @@ func (c *Cache) get(ctx context.Context, key string, dst any, fresh bool) (found
 		return false, nil
 	}
 	c.stats.hits.add()
+	if near {
+		c.stats.nearHits.add()
+	}
 	return true, nil
 }
 
 // read fetches key's value from the store and decodes it into dst, without
 // counting. An entry with a header (see [Entry]) is read only while fresh:
-// a stale value, a placeholder or an unknown layout is a miss.
-func (c *Cache) read(ctx context.Context, key string, dst any, fresh bool) (found bool, err error) {
-	b, found, err := c.raw(ctx, key)
+// a stale value, a placeholder or an unknown layout is a miss. near reports
+// that the store answered from its near cache.
+func (c *Cache) read(ctx context.Context, key string, dst any, fresh bool) (found, near bool, err error) {
+	b, found, near, err := c.raw(ctx, key)
 	if err != nil || !found {
-		return false, err
+		return false, near, err
 	}
 	if len(b) > 0 && b[0] == EntryMagic[0] {
 		e, perr := ParseEntry(b)
 		if perr != nil || !e.freshAt(time.Now()) {
-			return false, nil
+			return false, near, nil
 		}
 		b = e.Value
 	}
-	return true, c.decode(b, dst, fresh)
+	return true, near, c.decode(b, dst, fresh)
 }
 
 // raw returns the stored bytes of key: lent by a store that can (they must
-// not be modified), else the store's own copy.
-func (c *Cache) raw(ctx context.Context, key string) ([]byte, bool, error) {
-	if c.borrow != nil {
-		return c.borrow.Borrow(ctx, key)
+// not be modified), else the store's own copy. near reports that a
+// [NearCacher] answered from process memory.
+func (c *Cache) raw(ctx context.Context, key string) (b []byte, found, near bool, err error) {
+	switch {
+	case c.borrow != nil:
+		b, found, err = c.borrow.Borrow(ctx, key)
+	case c.near != nil:
+		return c.near.GetNear(ctx, key)
+	default:
+		b, found, err = c.store.Get(ctx, key)
 	}
-	return c.store.Get(ctx, key)
+	return b, found, false, err
 }
 
 // Set stores value under key for ttl. A ttl of 0 means the cache's default

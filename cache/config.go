@@ -29,6 +29,9 @@ const (
 	// key whose loading process died is free again. The holder renews it
 	// while its load runs.
 	DefaultLockLease = 5 * time.Second
+	// DefaultNearCacheMaxBytes bounds a process's near cache (the copies of
+	// a shared store's entries it keeps in memory) when near_cache is on.
+	DefaultNearCacheMaxBytes = 64 << 20
 )
 
 // Config is the [cache] section of ushka.toml, as package config loads it.
@@ -92,6 +95,23 @@ type Config struct {
 	// store): a key whose loading process died is free again within it.
 	// The holder renews it while its load runs. Default 5s.
 	LockLease time.Duration
+
+	// NearCache keeps the entries this process reads from a shared store
+	// (the redis backend) in process memory as well, and serves later reads
+	// of them from there, without a round trip, until the store says they
+	// changed (Redis's client tracking: a write by any process, or by any
+	// other client of the server, invalidates them). Off by default. The
+	// in_memory backend, which is process memory already, ignores it.
+	NearCache bool
+	// NearCacheMaxBytes bounds the memory of the near cache, for the whole
+	// process: keys and values as allocated, plus about 200 bytes per entry.
+	// Default 64 MiB.
+	NearCacheMaxBytes int64
+
+	// Logger receives the events a store logs by itself, such as a near
+	// cache the server refuses. It is not read from ushka.toml: [Open] sets
+	// it from [WithLogger] (or [slog.Default]) before it opens the store.
+	Logger *slog.Logger `json:"-" toml:"-"`
 }
 
 // WithDefaults returns cfg with its zero fields set to their defaults.
@@ -119,6 +139,9 @@ func (cfg Config) WithDefaults() Config {
 	}
 	if cfg.LockLease == 0 {
 		cfg.LockLease = DefaultLockLease
+	}
+	if cfg.NearCacheMaxBytes == 0 {
+		cfg.NearCacheMaxBytes = DefaultNearCacheMaxBytes
 	}
 	return cfg
 }
@@ -201,6 +224,9 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.StaleMaxBytes < 0 {
 		return bad("stale_max_bytes", "must not be negative, got %d", cfg.StaleMaxBytes)
+	}
+	if cfg.NearCacheMaxBytes < 0 {
+		return bad("near_cache_max_bytes", "must not be negative, got %d", cfg.NearCacheMaxBytes)
 	}
 	if cfg.LoadTimeout > 0 && cfg.LoadHardTimeout > 0 && cfg.LoadHardTimeout < cfg.LoadTimeout {
 		return bad("load_hard_timeout", "must not be shorter than load_timeout (%s), got %s", cfg.LoadTimeout, cfg.LoadHardTimeout)

@@ -68,7 +68,7 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 	if p.staleTTL > 0 && !c.local {
 		epoch = c.invalidations.of(key)
 	}
-	e, found, err := c.readEntry(ctx, key)
+	e, found, near, err := c.readEntry(ctx, key)
 	var now time.Time // read only where a header or fail-safe needs it
 	if err != nil || e.header {
 		now = time.Now()
@@ -80,6 +80,9 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 		derr := c.decode(e.Value, &v, true)
 		if derr == nil {
 			c.stats.hits.add()
+			if near {
+				c.stats.nearHits.add()
+			}
 			if e.header {
 				hitWithHeader(ctx, c, key, ttl, &p, &e, now, epoch, load)
 			}
@@ -244,18 +247,18 @@ type loadJob struct {
 	decode  func([]byte) (any, error)
 }
 
-// readEntry reads key's entry, without counting. An entry of an unknown
-// layout is a miss.
-func (c *Cache) readEntry(ctx context.Context, key string) (Entry, bool, error) {
-	b, found, err := c.raw(ctx, key)
+// readEntry reads key's entry, without counting; near reports that it came
+// from the store's near cache. An entry of an unknown layout is a miss.
+func (c *Cache) readEntry(ctx context.Context, key string) (e Entry, found, near bool, err error) {
+	b, found, near, err := c.raw(ctx, key)
 	if err != nil || !found {
-		return Entry{}, false, err
+		return Entry{}, false, near, err
 	}
 	e, perr := ParseEntry(b)
 	if perr != nil {
-		return Entry{}, false, nil
+		return Entry{}, false, near, nil
 	}
-	return e, true, nil
+	return e, true, near, nil
 }
 
 // LoadPanicError is the value GetOrSet panics with when load panicked: the
@@ -348,7 +351,7 @@ func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, er
 	case j.recheck:
 		// Another flight may have stored the value between our miss and
 		// this flight's start; read once more before paying for a load.
-		if e, found, err := c.readEntry(ctx, j.key); err == nil && found && e.freshAt(time.Now()) {
+		if e, found, _, err := c.readEntry(ctx, j.key); err == nil && found && e.freshAt(time.Now()) {
 			if v, err := j.decode(e.Value); err == nil {
 				return v, true, nil
 			}

@@ -78,3 +78,15 @@ func WithGetOrSetDefaults(opts ...GetOrSetOption) Option {
 		c.policy.outcome = nil
 	}}
 }
+
+// optionsLogger returns the logger opts give a Cache: the last
+// [WithLogger]'s, or [slog.Default]. [Open] hands it to the store it opens.
+func optionsLogger(opts []Option) *slog.Logger {
+	probe := &Cache{log: slog.Default()}
+	for _, o := range opts {
+		if f, ok := o.(optionFunc); ok && f.name == "WithLogger" {
+			f.apply(probe)
+		}
+	}
+	return probe.log
+}

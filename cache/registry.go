@@ -90,6 +90,9 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Cache, error) {
 	if !cfg.Enabled {
 		return New(DiscardStore(), append(base, opts...)...), nil
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = optionsLogger(opts)
+	}
 	open, _ := lookup(cfg.Backend)
 	store, err := open(ctx, cfg)
 	if err != nil {

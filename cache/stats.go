@@ -22,6 +22,15 @@ type Stats struct {
 	Stale uint64 `json:"stale"`
 	// Refreshes counts early refreshes that ran a load.
 	Refreshes uint64 `json:"refreshes"`
+	// NearHits counts the Hits that the store's near cache served from
+	// process memory, without a round trip (see [NearCacher]); the rest of
+	// Hits came from the store itself.
+	NearHits uint64 `json:"near_hits"`
+	// NearEntries and NearBytes are what the store's near cache holds now:
+	// its entries, and the memory it accounts for them (the bound that
+	// near_cache_max_bytes sets). Zero without a near cache.
+	NearEntries int   `json:"near_entries"`
+	NearBytes   int64 `json:"near_bytes"`
 }
 
 // HitRatio returns Hits / (Hits + Misses), or 0 before any read.
@@ -51,7 +60,7 @@ func (c *counter) load() uint64 { return c.n.Load() }
 type counters struct {
 	_                                          [64]byte
 	hits, misses, sets, deletes, loads, errors counter
-	stale, refreshes                           counter
+	stale, refreshes, nearHits                 counter
 }
 
 func (c *counters) snapshot() Stats {
@@ -64,5 +73,6 @@ func (c *counters) snapshot() Stats {
 		Errors:    c.errors.load(),
 		Stale:     c.stale.load(),
 		Refreshes: c.refreshes.load(),
+		NearHits:  c.nearHits.load(),
 	}
 }

@@ -57,3 +57,26 @@ type Store interface {
 type Pinger interface {
 	Ping(ctx context.Context) error
 }
+
+// NearCacher is implemented by a shared [Store] that keeps a copy of the
+// entries this process reads in process memory, a near cache, and keeps it
+// exact: a write to the shared store, by any process, removes the copy (the
+// redis store with near_cache on, through Redis's client tracking). [Cache]
+// reads through it and counts the reads it served as [Stats].NearHits.
+//
+// A Store implementing it must keep, besides Get's contract, these rules:
+// once its own Set, Delete or Clear of a key has returned, the process
+// never reads the key's earlier value from the near cache; a value
+// changed by another process is read from the near cache no longer than
+// until the store learns of the change; an entry whose ttl has elapsed is
+// never read; and when the store may have missed a change (a connection
+// lost, a failover), it drops what it holds.
+type NearCacher interface {
+	// GetNear is Get, served from process memory when it can: near reports
+	// that the answer came from there, without a round trip. The returned
+	// slice may be shared: the caller must not modify it.
+	GetNear(ctx context.Context, key string) (value []byte, found, near bool, err error)
+	// NearUsage returns how many entries the near cache holds and the
+	// memory it accounts for them, in bytes.
+	NearUsage() (entries int, bytes int64)
+}

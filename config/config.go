@@ -213,6 +213,9 @@ type fileCache struct {
 	LoadTimeout      any `toml:"load_timeout"`
 	LoadHardTimeout  any `toml:"load_hard_timeout"`
 	LockLease        any `toml:"lock_lease"`
+
+	NearCache         any `toml:"near_cache"`
+	NearCacheMaxBytes any `toml:"near_cache_max_bytes"`
 }
 
 // knownKeys are the valid dotted keys, for "did you mean" suggestions.
@@ -221,6 +224,7 @@ var knownKeys = []string{
 	"cache.default_ttl", "cache.codec", "cache.timeout", "cache.max_bytes", "cache.max_entries",
 	"cache.stale_ttl", "cache.refresh_ahead", "cache.fail_safe_throttle", "cache.stale_max_bytes",
 	"cache.load_timeout", "cache.load_hard_timeout", "cache.lock_lease",
+	"cache.near_cache", "cache.near_cache_max_bytes",
 }
 
 func parse(file string, data []byte) (*Config, sources, error) {
@@ -264,6 +268,8 @@ func parse(file string, data []byte) (*Config, sources, error) {
 		{"load_timeout", c.LoadTimeout, func(v any) (err error) { out.LoadTimeout, err = asDuration(v); return }},
 		{"load_hard_timeout", c.LoadHardTimeout, func(v any) (err error) { out.LoadHardTimeout, err = asDuration(v); return }},
 		{"lock_lease", c.LockLease, func(v any) (err error) { out.LockLease, err = asDuration(v); return }},
+		{"near_cache", c.NearCache, func(v any) (err error) { out.NearCache, err = asBool(v); return }},
+		{"near_cache_max_bytes", c.NearCacheMaxBytes, func(v any) (err error) { out.NearCacheMaxBytes, err = asSize(v); return }},
 	}
 	for _, f := range conv {
 		if f.v == nil {

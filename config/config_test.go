@@ -84,7 +84,7 @@ func TestMalformed(t *testing.T) {
 		{"misspelt table", "[cahce]\nenabled = true\n",
 			`:1: cahce: unknown table (did you mean "cache"?)`},
 		{"unknown key far from any", "[cache]\ncolour = \"blue\"\n",
-			`:2: cache.colour: unknown key (valid keys: cache.enabled, cache.backend, cache.redis_url, cache.tls_ca_file, cache.key_prefix, cache.default_ttl, cache.codec, cache.timeout, cache.max_bytes, cache.max_entries, cache.stale_ttl, cache.refresh_ahead, cache.fail_safe_throttle, cache.stale_max_bytes, cache.load_timeout, cache.load_hard_timeout, cache.lock_lease)`},
+			`:2: cache.colour: unknown key (valid keys: cache.enabled, cache.backend, cache.redis_url, cache.tls_ca_file, cache.key_prefix, cache.default_ttl, cache.codec, cache.timeout, cache.max_bytes, cache.max_entries, cache.stale_ttl, cache.refresh_ahead, cache.fail_safe_throttle, cache.stale_max_bytes, cache.load_timeout, cache.load_hard_timeout, cache.lock_lease, cache.near_cache, cache.near_cache_max_bytes)`},
 		{"prefix of a key", "[cache]\nredis = \"redis://x\"\n",
 			`:2: cache.redis: unknown key (did you mean "cache.redis_url"?)`},
 		{"enabled as string", "[cache]\nenabled = \"yes\"\n",
@@ -197,6 +197,9 @@ lock_lease = "10s"
 		{"soft timeout alone", "[cache]\nload_timeout = \"3s\"\n", cache.Config{LoadTimeout: 3 * time.Second}},
 		{"shortest lock_lease", "[cache]\nlock_lease = \"10ms\"\n", cache.Config{LockLease: 10 * time.Millisecond}},
 		{"dotted keys", "cache.stale_ttl = \"30m\"\ncache.refresh_ahead = 0.9\n", cache.Config{StaleTTL: 30 * time.Minute, RefreshAhead: 0.9}},
+		{"near cache", "[cache]\nnear_cache = true\nnear_cache_max_bytes = \"16MiB\"\n", cache.Config{NearCache: true, NearCacheMaxBytes: 16 << 20}},
+		{"near cache bytes integer", "[cache]\nnear_cache_max_bytes = 4096\n", cache.Config{NearCacheMaxBytes: 4096}},
+		{"near cache off", "[cache]\nnear_cache = false\n", cache.Config{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,8 +219,9 @@ lock_lease = "10s"
 	}
 	c := cfg.Cache
 	if c.StaleTTL != 0 || c.RefreshAhead != 0 || c.LoadTimeout != 0 || c.LoadHardTimeout != 0 ||
-		c.FailSafeThrottle != time.Second || c.StaleMaxBytes != 16<<20 || c.LockLease != 5*time.Second {
-		t.Fatalf("defaults = %+v, want fail-safe and refresh off, throttle 1s, 16 MiB of stale copies, lease 5s", c)
+		c.FailSafeThrottle != time.Second || c.StaleMaxBytes != 16<<20 || c.LockLease != 5*time.Second ||
+		c.NearCache || c.NearCacheMaxBytes != 64<<20 {
+		t.Fatalf("defaults = %+v, want fail-safe, refresh and near cache off, throttle 1s, 16 MiB of stale copies, lease 5s, 64 MiB of near cache", c)
 	}
 }
 
@@ -248,6 +252,9 @@ func TestGetOrSetPolicyKeysMalformed(t *testing.T) {
 		{"fail_safe_throttle integer", "[cache]\nfail_safe_throttle = 1\n", `:2: cache.fail_safe_throttle: ` + duration + `integer 1`},
 		{"fail_safe_throttle beyond MaxTTL", "[cache]\nfail_safe_throttle = \"900000h\"\n", `:2: cache.fail_safe_throttle: must be at most 100 years`},
 		{"stale_max_bytes negative", "[cache]\nstale_max_bytes = -1\n", `:2: cache.stale_max_bytes: must not be negative, got -1`},
+		{"near_cache string", "[cache]\nnear_cache = \"yes\"\n", `:2: cache.near_cache: must be a boolean (true or false), got string "yes"`},
+		{"near_cache_max_bytes negative", "[cache]\nnear_cache = true\nnear_cache_max_bytes = -1\n", `:3: cache.near_cache_max_bytes: must not be negative, got -1`},
+		{"near_cache_max_bytes bad size", "[cache]\nnear_cache_max_bytes = \"big\"\n", `:2: cache.near_cache_max_bytes: must be a size such as "64MiB", "512KB" or "1000000", got "big"`},
 		{"stale_max_bytes bad size", "[cache]\nstale_max_bytes = \"lots\"\n", `:2: cache.stale_max_bytes: must be a size such as "64MiB", "512KB" or "1000000", got "lots"`},
 		{"stale_max_bytes float", "[cache]\nstale_max_bytes = 1.5\n", `:2: cache.stale_max_bytes: must be a number of bytes or a size such as "64MiB", got float 1.5`},
 		{"stale_max_bytes negative size", "[cache]\nstale_max_bytes = \"-1MiB\"\n", `:2: cache.stale_max_bytes: must be a size such as "64MiB", "512KB" or "1000000", got "-1MiB"`},

@@ -179,6 +179,7 @@ func (s *Store) Lock(ctx context.Context, key, token string, lease time.Duration
 	if err := errors.Join(checkToken(token), checkLease(lease)); err != nil {
 		return false, nil, false, s.fail("lock", err)
 	}
+	defer s.forget(key) // each script may write the entry
 	ctx, cancel, c, err := s.begin(ctx)
 	defer cancel()
 	if err != nil {
@@ -219,6 +220,7 @@ func (s *Store) Renew(ctx context.Context, key, token string, lease time.Duratio
 	if err := errors.Join(checkToken(token), checkLease(lease)); err != nil {
 		return false, s.fail("renew", err)
 	}
+	defer s.forget(key) // each script may write the entry
 	ctx, cancel, c, err := s.begin(ctx)
 	defer cancel()
 	if err != nil {
@@ -241,6 +243,7 @@ func (s *Store) Fill(ctx context.Context, key, token string, entry []byte, ttl t
 	if ttl < 0 {
 		return false, s.fail("fill", fmt.Errorf("%w %v", cache.ErrInvalidTTL, ttl))
 	}
+	defer s.forget(key) // each script may write the entry
 	ctx, cancel, c, err := s.begin(ctx)
 	defer cancel()
 	if err != nil {
@@ -265,6 +268,7 @@ func (s *Store) Unlock(ctx context.Context, key, token string) error {
 	if err := checkToken(token); err != nil {
 		return s.fail("unlock", err)
 	}
+	defer s.forget(key) // each script may write the entry
 	ctx, cancel, c, err := s.begin(ctx)
 	defer cancel()
 	if err != nil {
@@ -385,7 +389,7 @@ func (h *watchHub) run(ctx context.Context, s *Store) {
 		// A client of its own: Receive on the shared client made rueidis
 		// redial there when Redis hung, and every other call of the store
 		// then waited for that dial (about 5s) whatever its timeout.
-		if c, err := rueidis.NewClient(s.opt); err == nil {
+		if c, err := rueidis.NewClient(s.plain); err == nil {
 			_ = c.Receive(rctx, c.B().Subscribe().Channel(channel).Build(), func(m rueidis.PubSubMessage) {
 				h.wake(m.Message)
 			})

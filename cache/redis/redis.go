@@ -75,10 +75,12 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"slices"
@@ -107,19 +109,30 @@ func init() {
 // is unreachable; in between, calls fail at once with the last error.
 const redialEvery = time.Second
 
+// maxRedirections bounds the MOVED and ASK redirections of one command in a
+// Cluster: more means the cluster is misconfigured or resharding in a loop.
+const maxRedirections = 16
+
 // scanBatch is the COUNT hint of each SCAN in Clear.
 const scanBatch = 1000
 
 // Store is a [cache.Store] on Redis. Create it with [Open]; it is safe for
 // concurrent use.
 type Store struct {
-	opt     rueidis.ClientOption
+	opt     rueidis.ClientOption // with client tracking when near_cache is on
+	plain   rueidis.ClientOption // without: the subscription, and a server that refuses tracking
 	prefix  string
 	pattern string // SCAN MATCH pattern of the prefix's keys
 	timeout time.Duration
 	bounds  *timeouts
 	where   string // the redacted URL, for errors
 	dial    *dialer
+	log     *slog.Logger
+
+	near    *nearCache     // nil unless near_cache is on
+	nearOn  atomic.Bool    // near is in use: the server has not refused tracking
+	reads   sync.WaitGroup // near-cache reads still running (nearMiss)
+	readsMu sync.RWMutex   // orders reads.Add with Close's reads.Wait
 
 	client atomic.Pointer[clientRef]
 	closed atomic.Bool
@@ -136,8 +149,9 @@ type Store struct {
 type clientRef struct{ c rueidis.Client }
 
 var (
-	_ cache.Store  = (*Store)(nil)
-	_ cache.Pinger = (*Store)(nil)
+	_ cache.Store      = (*Store)(nil)
+	_ cache.Pinger     = (*Store)(nil)
+	_ cache.NearCacher = (*Store)(nil)
 )
 
 // Open returns a Store for cfg.RedisURL, cfg.KeyPrefix and cfg.Timeout
@@ -164,12 +178,25 @@ func Open(ctx context.Context, cfg cache.Config) (*Store, error) {
 	opt.DialCtxFn = d.dial // the Sentinel connections too: rueidis copies it
 	s := &Store{
 		opt:     opt,
+		plain:   opt,
 		prefix:  cfg.KeyPrefix,
 		pattern: escapeGlob(cfg.KeyPrefix) + "*",
 		timeout: cfg.Timeout,
 		bounds:  newTimeouts(cfg.Timeout),
 		where:   cfg.RedisURL.String(),
 		dial:    d,
+		log:     cfg.Logger,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if cfg.NearCache {
+		if s.near, err = newNearCache(cfg.KeyPrefix, cfg.NearCacheMaxBytes); err != nil {
+			return nil, fmt.Errorf("redis: near cache: %w", err)
+		}
+		s.opt.DisableCache = false // CLIENT TRACKING ON OPTIN on every connection
+		s.opt.NewCacheStoreFn = s.near.newView
+		s.nearOn.Store(true)
 	}
 	s.connect() // in the background: the application need not wait for Redis
 	return s, nil
@@ -189,6 +216,10 @@ func clientOption(u redisurl.Options, cfg cache.Config) (rueidis.ClientOption, e
 		// timeout. One immediate retry rides over a connection swapped by a
 		// Cluster topology refresh.
 		RetryDelay: retryOnce,
+		// A near-cache read runs to its end even when its caller gives up
+		// (nearMiss): bound its redirections, which would otherwise go on
+		// until a deadline it does not have.
+		ClusterOption: rueidis.ClusterOption{MaxMovedRedirections: maxRedirections},
 	}
 	opt.Dialer.Timeout = 5 * time.Second
 	if u.DialTimeout > 0 {
@@ -257,9 +288,10 @@ func (s *Store) connect() <-chan struct{} {
 	s.dial.reset()
 	go func() {
 		defer s.wg.Done()
-		c, err := rueidis.NewClient(s.opt)
-		if err != nil && c != nil {
-			c.Close() // a Cluster client whose first topology refresh failed
+		c, err := s.newClient()
+		if err != nil && s.nearOn.Load() && errors.Is(err, rueidis.ErrNoCache) {
+			s.refuseNear(err)
+			c, err = s.newClient()
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -276,6 +308,50 @@ func (s *Store) connect() <-chan struct{} {
 		close(done)
 	}()
 	return done
+}
+
+// newClient connects with client tracking while the near cache is in use.
+func (s *Store) newClient() (rueidis.Client, error) {
+	opt := s.plain
+	if s.nearOn.Load() {
+		opt = s.opt
+	}
+	c, err := rueidis.NewClient(opt)
+	if err != nil && c != nil {
+		c.Close() // a Cluster client whose first topology refresh failed
+		c = nil
+	}
+	return c, err
+}
+
+// refuseNear turns the near cache off, once, when the server refuses client
+// tracking (an ACL user without CLIENT, a server older than Redis 6, a proxy
+// that does not pass it on): the cache goes on without it, reading Redis
+// every time, and says so once.
+func (s *Store) refuseNear(err error) {
+	if !s.nearOn.CompareAndSwap(true, false) {
+		return
+	}
+	s.near.forgetAll()
+	reason, _, _ := strings.Cut(err.Error(), "\n")
+	s.log.Warn("cache near cache off: the Redis server refuses client tracking; every read goes to Redis",
+		"redis", s.where, "reason", reason)
+}
+
+// reconnect drops the client, so that the next call connects anew.
+func (s *Store) reconnect() {
+	s.mu.Lock()
+	r := s.client.Swap(nil)
+	if r != nil {
+		s.wg.Add(1)
+	}
+	s.mu.Unlock()
+	if r != nil {
+		go func() {
+			defer s.wg.Done()
+			r.c.Close()
+		}()
+	}
 }
 
 // conn returns the client, connecting first if need be. While Redis is
@@ -348,6 +424,12 @@ func (s *Store) fail(op string, err error) error {
 	if errors.Is(err, cache.ErrClosed) || s.closed.Load() && (errors.Is(err, rueidis.ErrClosing) || errors.Is(err, net.ErrClosed)) {
 		return fmt.Errorf("redis: %s: %w", op, cache.ErrClosed)
 	}
+	if s.nearOn.Load() && errors.Is(err, rueidis.ErrNoCache) {
+		// A connection remade after the server's ACL changed, or a new
+		// Cluster node that refuses tracking: go on without it.
+		s.refuseNear(err)
+		s.reconnect()
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = fmt.Errorf("timed out (timeout %v, or the caller's deadline if sooner): %w", s.timeout, err)
 	}
@@ -382,29 +464,114 @@ func isRefusal(err error) bool {
 	return !slices.Contains(transientReplies, code)
 }
 
-// Get implements [cache.Store].
+// Get implements [cache.Store]. With the near cache on, it answers from
+// there when it can (see [Store.GetNear]), with a copy of the value.
 func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	b, found, near, err := s.GetNear(ctx, key)
+	if near && found {
+		b = bytes.Clone(b)
+	}
+	return b, found, err
+}
+
+// GetNear implements [cache.NearCacher]. With near_cache on, a key this
+// process has read is answered from process memory (near reports it),
+// until Redis reports a change to it; other keys are read with client
+// tracking on, and kept. Without it, GetNear is Get.
+func (s *Store) GetNear(ctx context.Context, key string) (value []byte, found, near bool, err error) {
+	if s.near != nil && s.nearOn.Load() && !s.closed.Load() {
+		if e, ok := s.near.get(key); ok {
+			return e.value, !e.absent, true, nil
+		}
+		value, found, err = s.nearMiss(ctx, key)
+		return value, found, false, err
+	}
+	ctx, cancel, c, err := s.begin(ctx)
+	defer cancel()
+	if err != nil {
+		return nil, false, false, s.fail("get", err)
+	}
+	value, err = c.Do(ctx, c.B().Get().Key(s.prefix+key).Build()).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return nil, false, false, nil
+	}
+	if err != nil {
+		return nil, false, false, s.fail("get", err)
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	return value, true, false, nil
+}
+
+// nearMiss reads key from Redis with client tracking, so that the near
+// cache keeps the answer. The read runs to its end on a goroutine of its
+// own even when the caller stops waiting for it (ctx, the timeout): rueidis
+// matches a reply with the near cache's count of outstanding reads, which
+// a read abandoned half way would leave wrong. It ends with its reply, or
+// when its connection is closed.
+func (s *Store) nearMiss(ctx context.Context, key string) ([]byte, bool, error) {
 	ctx, cancel, c, err := s.begin(ctx)
 	defer cancel()
 	if err != nil {
 		return nil, false, s.fail("get", err)
 	}
-	b, err := c.Do(ctx, c.B().Get().Key(s.prefix+key).Build()).AsBytes()
-	if rueidis.IsRedisNil(err) {
+	type answer struct {
+		b   []byte
+		err error
+	}
+	done := make(chan answer, 1)
+	s.readsMu.RLock()
+	if s.closed.Load() {
+		s.readsMu.RUnlock()
+		return nil, false, s.fail("get", cache.ErrClosed)
+	}
+	s.reads.Add(1)
+	s.readsMu.RUnlock()
+	go func() {
+		defer s.reads.Done()
+		cmd := c.B().Get().Key(s.prefix + key).Cache()
+		b, err := c.DoCache(context.WithoutCancel(ctx), cmd, nearMaxAge).AsBytes()
+		done <- answer{b, err}
+	}()
+	var a answer
+	select {
+	case a = <-done:
+	case <-ctx.Done():
+		return nil, false, s.fail("get", ctx.Err())
+	}
+	if rueidis.IsRedisNil(a.err) {
 		return nil, false, nil
 	}
-	if err != nil {
-		return nil, false, s.fail("get", err)
+	if a.err != nil {
+		return nil, false, s.fail("get", a.err)
 	}
-	if b == nil {
-		b = []byte{}
+	if a.b == nil {
+		a.b = []byte{}
 	}
-	return b, true, nil
+	return a.b, true, nil
+}
+
+// NearUsage implements [cache.NearCacher].
+func (s *Store) NearUsage() (entries int, bytes int64) {
+	if s.near == nil {
+		return 0, 0
+	}
+	return s.near.usage()
+}
+
+// forget is called after each write of key, whatever its outcome, so that
+// this process reads its own writes: see nearCache.
+func (s *Store) forget(key string) {
+	if s.near != nil {
+		s.near.forget(key)
+	}
 }
 
 // Set implements [cache.Store]: SET key value [PX ms], the ttl rounded up
 // to whole milliseconds.
 func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	defer s.forget(key)
 	ctx, cancel, c, err := s.begin(ctx)
 	defer cancel()
 	if err != nil {
@@ -439,6 +606,7 @@ func pxMillis(ttl time.Duration) int64 {
 
 // Delete implements [cache.Store].
 func (s *Store) Delete(ctx context.Context, key string) error {
+	defer s.forget(key)
 	ctx, cancel, c, err := s.begin(ctx)
 	defer cancel()
 	if err != nil {
@@ -459,6 +627,9 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 func (s *Store) Clear(ctx context.Context) error {
 	if s.closed.Load() {
 		return s.fail("clear", cache.ErrClosed)
+	}
+	if s.near != nil {
+		defer s.near.forgetAll()
 	}
 	c, err := s.connWithin(ctx)
 	if err != nil {
@@ -717,7 +888,13 @@ func (s *Store) Close() error {
 		r.c.Close()
 	}
 	s.wg.Wait()
+	s.readsMu.Lock() // no nearMiss starts from here on: closed is set
+	s.readsMu.Unlock()
+	s.reads.Wait()
 	s.watch.wait()
+	if s.near != nil {
+		s.near.close()
+	}
 	return nil
 }
 

@@ -203,6 +203,8 @@ func (e *env) configCheck(args []string) int {
 	line("load_timeout", fmt.Sprintf("%q", c.LoadTimeout.String()))
 	line("load_hard_timeout", fmt.Sprintf("%q", c.LoadHardTimeout.String()))
 	line("lock_lease", fmt.Sprintf("%q", c.LockLease.String()))
+	line("near_cache", c.NearCache)
+	line("near_cache_max_bytes", c.NearCacheMaxBytes)
 	for _, k := range []string{config.EnvCacheEnabled, config.EnvCacheBackend, config.EnvCacheRedisURL} {
 		if os.Getenv(k) != "" {
 			fmt.Fprintf(e.stdout, "# %s is set and overrides the file\n", k)

@@ -105,7 +105,7 @@ func New(o Options) (*Store, error) {
 // (a 1-byte value takes 8 bytes, a 100-byte one 112). A value is weighed by
 // its capacity, which the store keeps alive with its length.
 func weigh(key string, e entry) uint32 {
-	w := allocSize(len(key)) + allocSize(cap(e.data)) + entryOverhead
+	w := AllocSize(len(key)) + AllocSize(cap(e.data)) + entryOverhead
 	if w > math.MaxUint32 {
 		return math.MaxUint32
 	}
@@ -129,13 +129,13 @@ const (
 	pageSize    = 8192
 )
 
-// allocSize returns the bytes the Go allocator takes for an array of n
+// AllocSize returns the bytes the Go allocator takes for an array of n
 // bytes. Arrays under 16 bytes may share a 16-byte block with others (the
 // tiny allocator); they are weighed by their size class all the same. Sizes
 // up to 1 KiB, the common case, are computed without a search: their
 // classes are multiples of 8 up to 32, of 16 up to 256, of 32 up to 512, of
 // 64 up to 768, then 896 and 1024.
-func allocSize(n int) uint64 {
+func AllocSize(n int) uint64 {
 	u := uint64(n)
 	switch {
 	case n <= 0:

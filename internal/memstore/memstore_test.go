@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestAllocSize checks allocSize against the runtime itself: append to a nil
+// TestAllocSize checks AllocSize against the runtime itself: append to a nil
 // slice rounds its capacity up exactly as the allocator rounds the block. It
 // tries every size up to the computed range's end and beyond, and both sides
 // of every larger class and of the page-rounded range.
@@ -20,8 +20,8 @@ func TestAllocSize(t *testing.T) {
 	}
 	for _, n := range sizes {
 		want := uint64(cap(append([]byte(nil), make([]byte, n)...)))
-		if got := allocSize(n); got != want {
-			t.Errorf("allocSize(%d) = %d, want %d (the runtime's capacity)", n, got, want)
+		if got := AllocSize(n); got != want {
+			t.Errorf("AllocSize(%d) = %d, want %d (the runtime's capacity)", n, got, want)
 		}
 	}
 }
@@ -108,7 +108,7 @@ func TestMaxBytesBoundsHeap(t *testing.T) {
 			ratio := float64(held) / float64(tt.maxBytes)
 			perEntry := float64(held) / float64(n)
 			t.Logf("MaxBytes %d: %d entries, heap %d bytes = %.3f x MaxBytes, %.1f bytes per entry, %.1f of them otter's",
-				tt.maxBytes, n, held, ratio, perEntry, perEntry-float64(allocSize(len("key:")+6)+allocSize(tt.value)))
+				tt.maxBytes, n, held, ratio, perEntry, perEntry-float64(AllocSize(len("key:")+6)+AllocSize(tt.value)))
 			if ratio < lo || ratio > hi {
 				t.Errorf("heap held = %.3f x MaxBytes, want within [%.2f, %.2f]", ratio, lo, hi)
 			}

@@ -1,0 +1,454 @@
+package redis_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ushka-go/ushka/cache"
+	"github.com/ushka-go/ushka/cache/cachetest"
+	"github.com/ushka-go/ushka/cache/redis"
+	"github.com/ushka-go/ushka/internal/redistest"
+	"github.com/ushka-go/ushka/internal/testutil"
+)
+
+// nearConfig is the config of a near-cached store on url.
+func nearConfig(url, prefix string) cache.Config {
+	return cache.Config{RedisURL: cache.SecretURL(url), KeyPrefix: prefix, NearCache: true}
+}
+
+func TestNearConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	cachetest.TestStore(t, func(t *testing.T) cache.Store {
+		return openStore(t, nearConfig("redis://"+srv.Addr+"/0", uniquePrefix(t)))
+	})
+}
+
+func TestNearConformanceCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	a := cl.Addrs()
+	cachetest.TestStore(t, func(t *testing.T) cache.Store {
+		return openStore(t, nearConfig("redis://"+a[0]+"?addr="+a[1]+"&addr="+a[2], uniquePrefix(t)))
+	})
+}
+
+// getNear reads key through s's near cache, failing the test on an error.
+func getNear(t *testing.T, s *redis.Store, key string) (string, bool, bool) {
+	t.Helper()
+	b, found, near, err := s.GetNear(t.Context(), key)
+	if err != nil {
+		t.Fatalf("GetNear(%q): %v", key, err)
+	}
+	return string(b), found, near
+}
+
+// waitNear reads key through s until it answers want (found or not), and
+// fails the test if that takes longer than 5s.
+func waitNear(t *testing.T, s *redis.Store, key, want string, wantFound bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		v, found, _ := getNear(t, s, key)
+		if found == wantFound && (!found || v == want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GetNear(%q) = %q, %v 5s after the write, want %q, %v", key, v, found, want, wantFound)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestNearServesFromMemory: a key read once is read again without a round
+// trip, even with the server stopped (SIGSTOP), and the cache's Stats count
+// it as a near hit.
+func TestNearServesFromMemory(t *testing.T) {
+	srv := redistest.Start(t)
+	c := openCache(t, nearConfig("redis://"+srv.Addr, uniquePrefix(t)))
+	ctx := t.Context()
+	if err := c.Set(ctx, "k", "v", 0); err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	if found, err := c.Get(ctx, "k", &v); err != nil || !found || v != "v" {
+		t.Fatalf("first Get = %q, %v, %v", v, found, err)
+	}
+	if found, err := c.Get(ctx, "missing", &v); err != nil || found {
+		t.Fatalf("first Get of a missing key = %v, %v", found, err)
+	}
+	srv.Pause()
+	defer srv.Resume()
+	start := time.Now()
+	for range 1000 {
+		if found, err := c.Get(ctx, "k", &v); err != nil || !found || v != "v" {
+			t.Fatalf("Get with the server stopped = %q, %v, %v; want it from the near cache", v, found, err)
+		}
+		if found, err := c.Get(ctx, "missing", &v); err != nil || found {
+			t.Fatalf("Get of a missing key with the server stopped = %v, %v; want a near miss", found, err)
+		}
+	}
+	t.Logf("2000 near reads with the server stopped in %v", time.Since(start))
+	st := c.Stats()
+	if st.Hits != 1001 || st.NearHits != 1000 || st.Misses != 1001 {
+		t.Errorf("Stats = %+v, want 1001 hits of which 1000 near, 1001 misses", st)
+	}
+	if st.NearEntries != 2 || st.NearBytes <= 0 {
+		t.Errorf("Stats = %+v, want 2 near entries and their bytes", st)
+	}
+}
+
+// TestNearSeesEveryWriter: a key near-cached by one client is read anew once
+// another client (another Store, as another process has) writes it with Set,
+// Delete or Clear, or redis-cli does, with SET, DEL, EXPIRE or FLUSHDB.
+func TestNearSeesEveryWriter(t *testing.T) {
+	srv := redistest.Start(t)
+	url := "redis://" + srv.Addr
+	prefix := uniquePrefix(t)
+	reader := openStore(t, nearConfig(url, prefix))
+	writer := openStore(t, nearConfig(url, prefix))
+	ctx := t.Context()
+	read := func(key, want string, wantFound bool) {
+		t.Helper()
+		// Twice: the second read is the near cache's.
+		for i := range 2 {
+			v, found, near := getNear(t, reader, key)
+			if found != wantFound || v != want {
+				t.Fatalf("GetNear(%q) = %q, %v, want %q, %v", key, v, found, want, wantFound)
+			}
+			if i == 1 && !near {
+				t.Fatalf("second GetNear(%q) was not a near read", key)
+			}
+		}
+	}
+	set := func(s *redis.Store, key, v string) {
+		t.Helper()
+		if err := s.Set(ctx, key, []byte(v), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(writer, "a", "1")
+	read("a", "1", true)
+
+	set(writer, "a", "2")
+	waitNear(t, reader, "a", "2", true)
+	read("a", "2", true)
+
+	if err := writer.Delete(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	waitNear(t, reader, "a", "", false)
+	read("a", "", false)
+
+	set(writer, "a", "3") // a key near-cached as missing
+	waitNear(t, reader, "a", "3", true)
+
+	srv.Do("SET", prefix+"a", "from redis-cli")
+	waitNear(t, reader, "a", "from redis-cli", true)
+
+	srv.Do("PEXPIRE", prefix+"a", "1")
+	waitNear(t, reader, "a", "", false)
+
+	set(writer, "b", "1")
+	set(writer, "c", "1")
+	read("b", "1", true)
+	read("c", "1", true)
+	if err := writer.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitNear(t, reader, "b", "", false)
+	waitNear(t, reader, "c", "", false)
+
+	set(writer, "d", "1")
+	read("d", "1", true)
+	srv.Do("FLUSHDB")
+	waitNear(t, reader, "d", "", false)
+}
+
+// TestNearReadYourWrites: once this process's Set, Delete or Clear has
+// returned, its next read never gives the earlier value, though Redis
+// sends the invalidation of a write after the write's reply
+// (redis/rueidis#534). Every read comes right after the write, on the
+// same store, many times over.
+func TestNearReadYourWrites(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openStore(t, nearConfig("redis://"+srv.Addr, uniquePrefix(t)))
+	ctx := t.Context()
+	for i := range 2000 {
+		want := fmt.Sprint(i)
+		if err := s.Set(ctx, "k", []byte(want), 0); err != nil {
+			t.Fatal(err)
+		}
+		if v, found, _ := getNear(t, s, "k"); !found || v != want {
+			t.Fatalf("read after Set(%q) = %q, %v", want, v, found)
+		}
+		if v, found, near := getNear(t, s, "k"); !found || v != want || !near {
+			t.Fatalf("second read after Set(%q) = %q, %v, near %v", want, v, found, near)
+		}
+		switch i % 3 {
+		case 0:
+			if err := s.Delete(ctx, "k"); err != nil {
+				t.Fatal(err)
+			}
+		case 1:
+			if err := s.Clear(ctx); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			continue
+		}
+		if v, found, _ := getNear(t, s, "k"); found {
+			t.Fatalf("read after Delete or Clear = %q", v)
+		}
+	}
+}
+
+// TestNearExpiry: a near-cached value is never read once Redis has expired
+// it: a read that begins after the write returned plus the ttl is a miss.
+// (Redis itself, counting whole milliseconds on a clock it reads once per
+// command, may answer the value up to a millisecond or so later: those
+// reads are allowed 2ms.)
+func TestNearExpiry(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openStore(t, nearConfig("redis://"+srv.Addr, uniquePrefix(t)))
+	ctx := t.Context()
+	const ttl = 50 * time.Millisecond
+	for i := range 20 {
+		key := fmt.Sprint("k", i)
+		if err := s.Set(ctx, key, []byte("v"), ttl); err != nil {
+			t.Fatal(err)
+		}
+		expired := time.Now().Add(ttl)
+		nearHits := 0
+		for {
+			start := time.Now()
+			_, found, near := getNear(t, s, key)
+			if near && found {
+				nearHits++
+			}
+			if found && near && start.After(expired) {
+				t.Fatalf("near read %v after the ttl ended found the value", start.Sub(expired))
+			}
+			if found && start.After(expired.Add(2*time.Millisecond)) {
+				t.Fatalf("read %v after the ttl ended found the value in Redis", start.Sub(expired))
+			}
+			if !found && start.After(expired.Add(2*time.Millisecond)) {
+				break
+			}
+		}
+		if nearHits == 0 {
+			t.Fatalf("no near hit on %s before it expired", key)
+		}
+	}
+}
+
+// TestNearDropsEverythingWhenTheConnectionIsLost: a restarted Redis (its
+// data gone, then written anew by another client) is not answered from
+// what the near cache held before.
+func TestNearDropsEverythingWhenTheConnectionIsLost(t *testing.T) {
+	srv := redistest.Start(t)
+	url := "redis://" + srv.Addr
+	prefix := uniquePrefix(t)
+	reader := openStore(t, nearConfig(url, prefix))
+	ctx := t.Context()
+	for _, k := range []string{"a", "b"} {
+		if err := reader.Set(ctx, k, []byte("before"), 0); err != nil {
+			t.Fatal(err)
+		}
+		getNear(t, reader, k)
+		if _, _, near := getNear(t, reader, k); !near {
+			t.Fatalf("%s is not near-cached", k)
+		}
+	}
+	srv.Stop()
+	srv.Restart()
+	// Written by another client while the reader was not connected: no
+	// invalidation can reach it.
+	srv.Do("SET", prefix+"a", "after")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _, _, err := reader.GetNear(ctx, "a")
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no read 5s after the restart: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v, found, _ := getNear(t, reader, "a"); v != "after" {
+		t.Fatalf("after a restart, a = %q, %v; want the value written since", v, found)
+	}
+	if v, found, _ := getNear(t, reader, "b"); found {
+		t.Fatalf("after a restart that lost b, b = %q", v)
+	}
+}
+
+// TestNearCluster: on a Cluster of three masters, a reader near-caches keys
+// of every slot, and a second client's writes reach it.
+func TestNearCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	a := cl.Addrs()
+	url := "redis://" + a[0] + "?addr=" + a[1] + "&addr=" + a[2]
+	prefix := uniquePrefix(t)
+	reader := openStore(t, nearConfig(url, prefix))
+	writer := openStore(t, nearConfig(url, prefix))
+	ctx := t.Context()
+	const n = 200
+	for i := range n {
+		if err := writer.Set(ctx, fmt.Sprint("k", i), []byte("1"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		k := fmt.Sprint("k", i)
+		getNear(t, reader, k)
+		if v, _, near := getNear(t, reader, k); !near || v != "1" {
+			t.Fatalf("%s = %q, near %v", k, v, near)
+		}
+	}
+	for i := range n {
+		if err := writer.Set(ctx, fmt.Sprint("k", i), []byte("2"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		waitNear(t, reader, fmt.Sprint("k", i), "2", true)
+	}
+	if err := writer.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		waitNear(t, reader, fmt.Sprint("k", i), "", false)
+	}
+}
+
+// TestNearSentinel: a near cache on a Sentinel-managed master.
+func TestNearSentinel(t *testing.T) {
+	master := redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, master, "mymaster")
+	url := "redis://" + sentinel.Addr + "?master_set=mymaster"
+	prefix := uniquePrefix(t)
+	reader := openStore(t, nearConfig(url, prefix))
+	writer := openStore(t, nearConfig(url, prefix))
+	ctx := t.Context()
+	if err := writer.Set(ctx, "k", []byte("1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	getNear(t, reader, "k")
+	if v, _, near := getNear(t, reader, "k"); !near || v != "1" {
+		t.Fatalf("k = %q, near %v", v, near)
+	}
+	if err := writer.Set(ctx, "k", []byte("2"), 0); err != nil {
+		t.Fatal(err)
+	}
+	waitNear(t, reader, "k", "2", true)
+}
+
+// TestNearRefusedTracking: a user whose ACL forbids CLIENT cannot turn
+// client tracking on. The cache says so once, with the server's reason,
+// and works without a near cache.
+func TestNearRefusedTracking(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Do("ACL", "SETUSER", "app", "on", ">secret", "~*", "&*", "+@all", "-client")
+	var logs testutil.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	cfg := nearConfig("redis://app:secret@"+srv.Addr, uniquePrefix(t))
+	c := openCache(t, cfg, cache.WithLogger(logger))
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for i := range 8 { // several calls racing to be the first
+		wg.Go(func() {
+			k := fmt.Sprint("k", i)
+			if err := c.Set(ctx, k, "v", 0); err != nil {
+				t.Errorf("Set: %v", err)
+			}
+			for range 3 {
+				var v string
+				if found, err := c.Get(ctx, k, &v); err != nil || !found || v != "v" {
+					t.Errorf("Get = %q, %v, %v", v, found, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if st := c.Stats(); st.NearHits != 0 || st.Hits != 24 {
+		t.Errorf("Stats = %+v, want 24 hits, none near", st)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "near cache off"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "NOPERM") || strings.Contains(out, "secret") {
+		t.Fatalf("warning does not name the server's reason, or shows the password:\n%s", out)
+	}
+	t.Logf("the warning: %s", out)
+}
+
+// TestNearMaxBytes: the near cache of a process stays within
+// near_cache_max_bytes under a workload far larger than it.
+func TestNearMaxBytes(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := nearConfig("redis://"+srv.Addr, uniquePrefix(t))
+	const maxBytes = 1 << 20
+	cfg.NearCacheMaxBytes = maxBytes
+	s := openStore(t, cfg)
+	ctx := t.Context()
+	value := bytes.Repeat([]byte("x"), 1000)
+	const n = 10_000 // 10 MB of values: ten times the bound
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < n; i += 8 {
+				k := fmt.Sprint("k", i)
+				if err := s.Set(ctx, k, value, 0); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, _, _, err := s.GetNear(ctx, k); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	entries, used := s.NearUsage()
+	t.Logf("after %d values of %d bytes: %d entries, %d bytes", n, len(value), entries, used)
+	if used > maxBytes || entries == 0 {
+		t.Fatalf("near cache holds %d bytes in %d entries, want at most %d", used, entries, maxBytes)
+	}
+}
+
+// TestNearCloseEndsReads: Close with reads waiting on a stopped server
+// returns, and ends them.
+func TestNearCloseEndsReads(t *testing.T) {
+	srv := redistest.Start(t)
+	s, err := redis.Open(t.Context(), nearConfig("redis://"+srv.Addr, uniquePrefix(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := s.GetNear(t.Context(), "warm"); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause()
+	defer srv.Resume()
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	for i := range 20 {
+		if _, _, _, err := s.GetNear(ctx, fmt.Sprint("k", i)); err == nil {
+			t.Fatal("a read of a stopped server succeeded")
+		}
+	}
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return within 5s with reads outstanding on a stopped server")
+	}
+}
