@@ -3,6 +3,7 @@ module github.com/ushka-go/ushka
 go 1.26
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/goccy/go-json v0.12.0
 	github.com/maypok86/otter/v2 v2.4.0
 	github.com/pelletier/go-toml/v2 v2.4.3

@@ -164,7 +164,21 @@ var remotePeers = []remotePeer{
 	{"go-redis-cache", func(a string) store { return newGoRedisCacheRemote(a, false) }},
 	{"go-redis-cache+local", func(a string) store { return newGoRedisCacheRemote(a, true) }},
 	{"rueidis-csc+json", newRueidisCSC},
+	{"ushka-near", func(a string) store { return newUshkaNear(a) }},
 }
+
+// newUshkaNear is Ushka on Redis with near_cache on: a hit on a key this
+// process has read is served from process memory, the like-for-like peer
+// of rueidis-csc+json.
+func newUshkaNear(addr string) store {
+	return newUshka(cache.Config{Backend: "redis", RedisURL: cache.SecretURL("redis://" + addr),
+		Timeout: 5 * time.Second, NearCache: true})
+}
+
+// nearPeer reports whether p serves hits from process memory: its keys are
+// read once before a read benchmark, so that it measures near hits, not
+// the first read of each key.
+func nearPeer(p remotePeer) bool { return p.name == "rueidis-csc+json" || p.name == "ushka-near" }
 
 // withCancelableCtx makes the store call with a cancelable context, as an
 // HTTP handler's request context is: each call then pays for its own

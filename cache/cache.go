@@ -78,6 +78,9 @@ func New(store Store, opts ...Option) *Cache {
 	c.locker, _ = store.(Locker)
 	c.borrow, _ = store.(borrower)
 	c.near, _ = store.(NearCacher)
+	if c.near != nil {
+		c.near.OnChange(c.changedElsewhere)
+	}
 	_, discard := store.(*discardStore)
 	c.local = c.borrow != nil || discard
 	for _, o := range opts {

@@ -26,6 +26,7 @@ const (
 	envAddr  = "USHKA_TEST_REDIS"  // the server's host:port
 	envLease = "USHKA_TEST_LEASE"  // lock_lease
 	envValue = "USHKA_TEST_RESULT" // what the child's load returns
+	envNear  = "USHKA_TEST_NEAR"   // "true": near_cache on
 )
 
 // child is a running child process and the lines it prints.
@@ -34,10 +35,11 @@ type child struct {
 	lines chan string
 }
 
-func startChild(t *testing.T, srv *redistest.Server, scenario, lease, value string) *child {
+func startChild(t *testing.T, srv *redistest.Server, near bool, scenario, lease, value string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestCrossProcessChild$", "-test.v")
-	cmd.Env = append(os.Environ(), envChild+"="+scenario, envAddr+"="+srv.Addr, envLease+"="+lease, envValue+"="+value)
+	cmd.Env = append(os.Environ(), envChild+"="+scenario, envAddr+"="+srv.Addr, envLease+"="+lease, envValue+"="+value,
+		fmt.Sprintf("%s=%v", envNear, near))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +98,8 @@ func TestCrossProcessChild(t *testing.T) {
 	value := os.Getenv(envValue)
 	ctx := context.Background()
 	c, err := cache.Open(ctx, cache.Config{Enabled: true, Backend: "redis",
-		RedisURL: cache.SecretURL("redis://" + addr), LockLease: lease, Timeout: time.Second})
+		RedisURL: cache.SecretURL("redis://" + addr), LockLease: lease, Timeout: time.Second,
+		NearCache: os.Getenv(envNear) == "true"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,30 +168,34 @@ func loads(t *testing.T, srv *redistest.Server) string { return srv.Do("GET", "t
 // same cold key at once; the load runs once, and every caller gets its
 // value.
 func TestCrossProcessOneLoad(t *testing.T) {
-	srv := redistest.Start(t)
-	var children []*child
-	for range 4 {
-		children = append(children, startChild(t, srv, "burst", "5s", "report-1"))
-	}
-	for _, ch := range children {
-		ch.expect(t, "ready")
-	}
-	srv.Do("SET", "test:go", "1")
-	for _, ch := range children {
-		for {
-			l := ch.expect(t, "")
-			if l == "loading" {
-				continue
+	for _, near := range []bool{false, true} {
+		t.Run(fmt.Sprintf("near_cache=%v", near), func(t *testing.T) {
+			srv := redistest.Start(t)
+			var children []*child
+			for range 4 {
+				children = append(children, startChild(t, srv, near, "burst", "5s", "report-1"))
 			}
-			if want := "results " + strings.TrimSuffix(strings.Repeat("report-1,", 20), ","); l != want {
-				t.Fatalf("a child's callers got %q, want %q", l, want)
+			for _, ch := range children {
+				ch.expect(t, "ready")
 			}
-			break
-		}
-		ch.wait(t)
-	}
-	if n := loads(t, srv); n != "1" {
-		t.Fatalf("the load ran %s times across 4 processes of 20 callers, want 1", n)
+			srv.Do("SET", "test:go", "1")
+			for _, ch := range children {
+				for {
+					l := ch.expect(t, "")
+					if l == "loading" {
+						continue
+					}
+					if want := "results " + strings.TrimSuffix(strings.Repeat("report-1,", 20), ","); l != want {
+						t.Fatalf("a child's callers got %q, want %q", l, want)
+					}
+					break
+				}
+				ch.wait(t)
+			}
+			if n := loads(t, srv); n != "1" {
+				t.Fatalf("the load ran %s times across 4 processes of 20 callers, want 1", n)
+			}
+		})
 	}
 }
 
@@ -196,15 +203,16 @@ func TestCrossProcessOneLoad(t *testing.T) {
 // SIGKILL mid-load; another process takes the key over once the lease has
 // passed, not before, and not never.
 func TestCrossProcessHolderKilled(t *testing.T) {
+	const near = false
 	srv := redistest.Start(t)
 	const lease = time.Second
-	a := startChild(t, srv, "load", lease.String(), "1h/from-a")
+	a := startChild(t, srv, near, "load", lease.String(), "1h/from-a")
 	a.expect(t, "loading")
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	b := startChild(t, srv, "load", lease.String(), "10ms/from-b")
+	b := startChild(t, srv, near, "load", lease.String(), "10ms/from-b")
 	b.expect(t, "loading")
 	took := time.Since(start)
 	if l := b.expect(t, "result"); l != "result 10ms/from-b <nil>" {
@@ -223,11 +231,12 @@ func TestCrossProcessHolderKilled(t *testing.T) {
 // keeps its lease by renewing it, so a second process waits for its value
 // instead of loading too.
 func TestCrossProcessLoadLongerThanLease(t *testing.T) {
+	const near = false
 	srv := redistest.Start(t)
 	const lease = 300 * time.Millisecond
-	a := startChild(t, srv, "load", lease.String(), "1500ms/from-a")
+	a := startChild(t, srv, near, "load", lease.String(), "1500ms/from-a")
 	a.expect(t, "loading")
-	b := startChild(t, srv, "load", lease.String(), "10ms/from-b")
+	b := startChild(t, srv, near, "load", lease.String(), "10ms/from-b")
 	if l := a.expect(t, "result"); l != "result 1500ms/from-a <nil>" {
 		t.Fatalf("the loading process said %q", l)
 	}
@@ -246,23 +255,27 @@ func TestCrossProcessLoadLongerThanLease(t *testing.T) {
 // the classic cache-aside race (read old, delete, write old) cannot leave
 // the old value in Redis. Found missing by the hostile review of issue 8.
 func TestCrossProcessDeleteIsFinal(t *testing.T) {
-	srv := redistest.Start(t)
-	srv.Do("SET", "test:source", "v1")
-	a := startChild(t, srv, "source", "5s", "")
-	a.expect(t, "loading read v1")
-	srv.Do("SET", "test:source", "v2") // the database changes...
-	b := startChild(t, srv, "delete", "5s", "")
-	if l := b.expect(t, "deleted"); l != "deleted <nil>" { // ...and another process invalidates
-		t.Fatalf("Delete in the second process: %s", l)
+	for _, near := range []bool{false, true} {
+		t.Run(fmt.Sprintf("near_cache=%v", near), func(t *testing.T) {
+			srv := redistest.Start(t)
+			srv.Do("SET", "test:source", "v1")
+			a := startChild(t, srv, near, "source", "5s", "")
+			a.expect(t, "loading read v1")
+			srv.Do("SET", "test:source", "v2") // the database changes...
+			b := startChild(t, srv, near, "delete", "5s", "")
+			if l := b.expect(t, "deleted"); l != "deleted <nil>" { // ...and another process invalidates
+				t.Fatalf("Delete in the second process: %s", l)
+			}
+			b.wait(t)
+			srv.Do("SET", "test:release", "1")
+			a.expect(t, "result v1") // its caller asked before the Delete
+			a.wait(t)
+			if v := srv.Do("GET", "ushka:report"); v != "(nil)" {
+				t.Fatalf("Redis holds %q after the Delete: the load that began before it stored its value", v)
+			}
+			c := startChild(t, srv, near, "source", "5s", "")
+			c.expect(t, "loading read v2")
+			c.wait(t)
+		})
 	}
-	b.wait(t)
-	srv.Do("SET", "test:release", "1")
-	a.expect(t, "result v1") // its caller asked before the Delete
-	a.wait(t)
-	if v := srv.Do("GET", "ushka:report"); v != "(nil)" {
-		t.Fatalf("Redis holds %q after the Delete: the load that began before it stored its value", v)
-	}
-	c := startChild(t, srv, "source", "5s", "")
-	c.expect(t, "loading read v2")
-	c.wait(t)
 }

@@ -193,6 +193,12 @@ func (c *Cache) keepCopy(key string, data []byte, keep time.Duration, epoch *uin
 	_ = s.Set(context.Background(), key, data, keep)
 }
 
+// changedElsewhere drops this process's copy of key, which a client of the
+// shared store changed (or of every key, for ""): a Delete in another
+// process must not be undone by this one serving its copy during an
+// outage. A [NearCacher] store calls it.
+func (c *Cache) changedElsewhere(key string) { c.dropStale(key, key == "") }
+
 // dropStale removes this process's copy of key, or all copies, and counts
 // an invalidation.
 func (c *Cache) dropStale(key string, all bool) {

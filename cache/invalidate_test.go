@@ -25,17 +25,23 @@ func eachBackend(t *testing.T, test func(t *testing.T, c *cache.Cache)) {
 		t.Parallel()
 		test(t, newCache(t))
 	})
-	t.Run("backend=redis", func(t *testing.T) {
-		t.Parallel()
-		srv := redistest.Start(t)
-		s, err := redis.Open(t.Context(), cache.Config{RedisURL: cache.SecretURL("redis://" + srv.Addr), Timeout: time.Second})
-		if err != nil {
-			t.Fatal(err)
+	for _, near := range []bool{false, true} {
+		name := "backend=redis"
+		if near {
+			name += "/near_cache"
 		}
-		c := cache.New(s, cache.WithLogger(nil))
-		t.Cleanup(func() { c.Close() })
-		test(t, c)
-	})
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t)
+			s, err := redis.Open(t.Context(), cache.Config{RedisURL: cache.SecretURL("redis://" + srv.Addr), Timeout: time.Second, NearCache: near})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := cache.New(s, cache.WithLogger(nil))
+			t.Cleanup(func() { c.Close() })
+			test(t, c)
+		})
+	}
 }
 
 // source is the data a load reads: a version that the test changes before it

@@ -79,4 +79,11 @@ type NearCacher interface {
 	// NearUsage returns how many entries the near cache holds and the
 	// memory it accounts for them, in bytes.
 	NearUsage() (entries int, bytes int64)
+	// OnChange sets the function the store calls when it learns that a
+	// key changed in the shared store, by any client: key is "" when every
+	// key may have changed (the database was flushed). [New] sets it, so
+	// that the copies fail-safe keeps for outages follow other processes'
+	// Deletes. It is not called when the store only lost its connection.
+	// fn must be quick: it runs on the store's connection.
+	OnChange(fn func(key string))
 }

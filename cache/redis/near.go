@@ -37,21 +37,22 @@ const nearOverhead = 181
 //
 // Redis keeps it exact. Each read that fills it runs on a connection with
 // client tracking on (rueidis's client-side caching: CLIENT TRACKING ON
-// OPTIN, then CLIENT CACHING YES, MULTI, PTTL, GET, EXEC), so that Redis
-// sends that connection an invalidation when the key changes, by any
-// client, after the read. A connection's replies and invalidations come in
-// the order Redis ran them, so a value is in the map from its reply until
-// the invalidation that follows it. Each connection is a nearView, the
-// rueidis.CacheStore that rueidis calls with those replies and
+// OPTIN NOLOOP, then CLIENT CACHING YES, MULTI, PTTL, GET, EXEC), so that
+// Redis sends that connection an invalidation when the key changes, by any
+// other client, after the read. A connection's replies and invalidations
+// come in the order Redis ran them, so a value is in the map from its reply
+// until the invalidation that follows it. Each connection is a nearView,
+// the rueidis.CacheStore that rueidis calls with those replies and
 // invalidations.
 //
 // What that order does not cover is this process's own writes: Redis sends
-// the invalidation of a write after the write's reply, and a reply read
-// before the write may still be on its way. So a write of this process
-// forgets the key once it has returned (forget): it removes the value and
-// marks every read of the key then outstanding on any connection, whose
-// replies are then not kept (nearView.skip). Read-your-writes holds from
-// the moment the write returns.
+// no invalidation for them (NOLOOP; without it, it would come after the
+// write's reply, redis/rueidis#534), and a reply read before the write may
+// still be on its way. So a write of this process forgets the key once it
+// has returned (forget): it removes the value and marks every read of the
+// key then outstanding on any connection, whose replies are then not kept
+// (nearView.skip). Read-your-writes holds from the moment the write
+// returns.
 //
 // Reads that fill it run to their end even when their caller gives up
 // (Store.nearMiss), so that each reply is matched with its own read.
@@ -59,6 +60,8 @@ type nearCache struct {
 	prefix string
 	data   *otter.Cache[string, nearEntry]
 	start  time.Time // the monotonic clock's origin for entries' expiry
+
+	onChange atomic.Pointer[func(key string)] // told of every invalidation
 
 	mu    sync.Mutex
 	views map[*nearView]struct{}
@@ -267,10 +270,14 @@ func (v *nearView) Cancel(key, cmd string, _ error) {
 }
 
 // Delete implements rueidis.CacheStore: Redis's invalidations. nil means
-// every key (the database was flushed).
+// every key (the database was flushed). Each is passed on to onChange.
 func (v *nearView) Delete(keys []rueidis.RedisMessage) {
+	fn := v.n.onChange.Load()
 	if keys == nil {
 		v.n.flush()
+		if fn != nil {
+			(*fn)("")
+		}
 		return
 	}
 	for _, m := range keys {
@@ -278,8 +285,11 @@ func (v *nearView) Delete(keys []rueidis.RedisMessage) {
 		if err != nil {
 			continue
 		}
-		if k, ok := strings.CutPrefix(s, v.n.prefix); ok {
+		if k, ok := strings.CutPrefix(s, v.n.prefix); ok && k != "" {
 			v.n.data.Invalidate(k)
+			if fn != nil {
+				(*fn)(k)
+			}
 		}
 	}
 }

@@ -194,8 +194,12 @@ func Open(ctx context.Context, cfg cache.Config) (*Store, error) {
 		if s.near, err = newNearCache(cfg.KeyPrefix, cfg.NearCacheMaxBytes); err != nil {
 			return nil, fmt.Errorf("redis: near cache: %w", err)
 		}
-		s.opt.DisableCache = false // CLIENT TRACKING ON OPTIN on every connection
+		s.opt.DisableCache = false // client tracking on every connection
 		s.opt.NewCacheStoreFn = s.near.newView
+		// OPTIN: only the near cache's reads are tracked. NOLOOP: no
+		// invalidation for this connection's own writes, which forget
+		// handles, and which would drop fail-safe's fresh copies.
+		s.opt.ClientTrackingOptions = []string{"OPTIN", "NOLOOP"}
 		s.nearOn.Store(true)
 	}
 	s.connect() // in the background: the application need not wait for Redis
@@ -560,6 +564,14 @@ func (s *Store) NearUsage() (entries int, bytes int64) {
 	return s.near.usage()
 }
 
+// OnChange implements [cache.NearCacher]: fn hears of every invalidation
+// Redis sends the near cache. Without a near cache it is never called.
+func (s *Store) OnChange(fn func(key string)) {
+	if s.near != nil {
+		s.near.onChange.Store(&fn)
+	}
+}
+
 // forget is called after each write of key, whatever its outcome, so that
 // this process reads its own writes: see nearCache.
 func (s *Store) forget(key string) {
@@ -913,6 +925,12 @@ type Info struct {
 	KeyspaceMisses int64 `json:"keyspace_misses"`
 	// UsedMemory is the masters' used_memory, summed, in bytes.
 	UsedMemory int64 `json:"used_memory_bytes"`
+	// TrackingClients counts the connections with client tracking on, the
+	// near caches' connections among them (tracking_clients), and
+	// TrackingKeys the keys the servers track for them
+	// (tracking_total_keys), summed over masters: every client's.
+	TrackingClients int64 `json:"tracking_clients"`
+	TrackingKeys    int64 `json:"tracking_keys"`
 }
 
 // Info counts the keys under the prefix (with SCAN, as Clear finds them) and
@@ -934,7 +952,7 @@ func (s *Store) Info(ctx context.Context) (Info, error) {
 		addr, node := m.addr, m.client
 		info.Nodes++
 		ictx, cancel := context.WithTimeout(ctx, s.timeout)
-		text, err := node.Do(ictx, node.B().Info().Section("stats").Section("memory").Build()).ToString()
+		text, err := node.Do(ictx, node.B().Info().Section("stats").Section("memory").Section("clients").Build()).ToString()
 		cancel()
 		if err != nil {
 			return info, s.fail("info", fmt.Errorf("node %s: %w", addr, err))
@@ -952,6 +970,10 @@ func (s *Store) Info(ctx context.Context) (Info, error) {
 				info.KeyspaceMisses += n
 			case "used_memory":
 				info.UsedMemory += n
+			case "tracking_clients":
+				info.TrackingClients += n
+			case "tracking_total_keys":
+				info.TrackingKeys += n
 			}
 		}
 		err = s.scan(ctx, node, func(keys []string) error {

@@ -180,9 +180,10 @@ func (e *env) cacheStats(args []string) int {
 		Backend   string  `json:"backend"`
 		URL       string  `json:"redis_url"`
 		KeyPrefix string  `json:"key_prefix"`
+		NearCache bool    `json:"near_cache"`
 		HitRatio  float64 `json:"server_hit_ratio"`
 		redis.Info
-	}{cc.Backend, cc.RedisURL.String(), cc.KeyPrefix, 0, info}
+	}{cc.Backend, cc.RedisURL.String(), cc.KeyPrefix, cc.NearCache, 0, info}
 	if n := info.KeyspaceHits + info.KeyspaceMisses; n > 0 {
 		out.HitRatio = float64(info.KeyspaceHits) / float64(n)
 	}

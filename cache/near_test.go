@@ -1,0 +1,98 @@
+package cache_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ushka-go/ushka/cache"
+	"github.com/ushka-go/ushka/internal/redistest"
+)
+
+// nearCache is a cache on srv with near_cache on and the given GetOrSet
+// defaults: one process's worth of state, as redisCache's.
+func nearCache(t *testing.T, srv *redistest.Server, opts ...cache.GetOrSetOption) *cache.Cache {
+	t.Helper()
+	c, err := cache.Open(t.Context(), cache.Config{Enabled: true, Backend: "redis",
+		RedisURL: cache.SecretURL("redis://" + srv.Addr), Timeout: 200 * time.Millisecond, NearCache: true},
+		cache.WithLogger(nil), cache.WithGetOrSetDefaults(opts...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestNearCacheCarriesAnotherProcesssDelete: with the near cache on, a
+// Delete in another process reaches this one through Redis's invalidation,
+// and drops the copy fail-safe keeps for outages. So when Redis then dies
+// and the load fails, the deleted value is not served stale: the Delete is
+// final in every process, not only in Redis. (Without the near cache a
+// process hears nothing of another's Delete, and serves its copy; the
+// README says so.)
+func TestNearCacheCarriesAnotherProcesssDelete(t *testing.T) {
+	srv := redistest.Start(t)
+	a := nearCache(t, srv, cache.StaleFor(time.Hour))
+	b := redisCache(t, srv)
+	ctx := t.Context()
+	var src flaky
+	src.version.Store(1)
+	// The first call loads and stores the report; the second reads it back,
+	// with tracking, as every later request of the process does. (Redis
+	// tracks a key for a client from its read until the next change, its
+	// own write included: a process hears of another's Delete of a key it
+	// has read since it last wrote it.)
+	for range 2 {
+		if v, err := cache.GetOrSet(ctx, a, "report", time.Minute, src.load); err != nil || v != 1 {
+			t.Fatalf("GetOrSet = (%d, %v)", v, err)
+		}
+		a.WaitIdle(ctx)
+	}
+	if v, ok := a.LocalCopy("report"); !ok {
+		t.Fatalf("no fail-safe copy of the report: %q", v)
+	}
+	if err := b.Delete(ctx, "report"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := a.LocalCopy("report"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other process's Delete did not drop this process's fail-safe copy within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	srv.Stop()
+	src.fail.Store(true)
+	v, err := cache.GetOrSet(ctx, a, "report", time.Minute, src.load)
+	if !errors.Is(err, errDatabaseDown) {
+		t.Fatalf("GetOrSet after another process's Delete, with Redis dead and the load failing = (%d, %v), want the load's error", v, err)
+	}
+}
+
+// TestNearCacheHitsCountedApart: GetOrSet and Get count the hits the near
+// cache served apart from those read from Redis.
+func TestNearCacheHitsCountedApart(t *testing.T) {
+	srv := redistest.Start(t)
+	c := nearCache(t, srv)
+	ctx := t.Context()
+	for range 3 {
+		if _, err := cache.GetOrSet(ctx, c, "k", time.Minute, func(ctx context.Context) (int, error) { return 7, nil }); err != nil {
+			t.Fatal(err)
+		}
+		c.WaitIdle(ctx)
+	}
+	var v int
+	if found, err := c.Get(ctx, "k", &v); err != nil || !found || v != 7 {
+		t.Fatalf("Get = %d, %v, %v", v, found, err)
+	}
+	// The first GetOrSet missed and loaded; the second read Redis (the
+	// value its own Fill wrote was forgotten, as every own write is); the
+	// third and the Get were near hits.
+	if st := c.Stats(); st.Misses != 1 || st.Hits != 3 || st.NearHits != 2 {
+		t.Fatalf("Stats = %+v, want 1 miss and 3 hits, 2 of them near", st)
+	}
+}
