@@ -22,19 +22,27 @@ func nearConfig(url, prefix string) cache.Config {
 	return cache.Config{RedisURL: cache.SecretURL(url), KeyPrefix: prefix, NearCache: true}
 }
 
+// nearConformance runs the Store and NearCacher suites on url with the
+// near cache on; the second client of the NearCacher suite has it on too.
+func nearConformance(t *testing.T, url string) {
+	cachetest.TestStore(t, func(t *testing.T) cache.Store {
+		return openStore(t, nearConfig(url, uniquePrefix(t)))
+	})
+	cachetest.TestNearCacher(t, func(t *testing.T) (a, b cache.Store) {
+		prefix := uniquePrefix(t)
+		return openStore(t, nearConfig(url, prefix)), openStore(t, nearConfig(url, prefix))
+	})
+}
+
 func TestNearConformance(t *testing.T) {
 	srv := redistest.Start(t)
-	cachetest.TestStore(t, func(t *testing.T) cache.Store {
-		return openStore(t, nearConfig("redis://"+srv.Addr+"/0", uniquePrefix(t)))
-	})
+	nearConformance(t, "redis://"+srv.Addr+"/0")
 }
 
 func TestNearConformanceCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	a := cl.Addrs()
-	cachetest.TestStore(t, func(t *testing.T) cache.Store {
-		return openStore(t, nearConfig("redis://"+a[0]+"?addr="+a[1]+"&addr="+a[2], uniquePrefix(t)))
-	})
+	nearConformance(t, "redis://"+a[0]+"?addr="+a[1]+"&addr="+a[2])
 }
 
 // getNear reads key through s's near cache, failing the test on an error.
@@ -102,71 +110,32 @@ func TestNearServesFromMemory(t *testing.T) {
 	}
 }
 
-// TestNearSeesEveryWriter: a key near-cached by one client is read anew once
-// another client (another Store, as another process has) writes it with Set,
-// Delete or Clear, or redis-cli does, with SET, DEL, EXPIRE or FLUSHDB.
+// TestNearSeesEveryWriter: a key near-cached by one client is read anew
+// once a client that is not Ushka at all (redis-cli, another language)
+// writes it with SET, DEL, PEXPIRE or FLUSHDB. (Ushka's own clients are in
+// cachetest.TestNearCacher.)
 func TestNearSeesEveryWriter(t *testing.T) {
 	srv := redistest.Start(t)
-	url := "redis://" + srv.Addr
 	prefix := uniquePrefix(t)
-	reader := openStore(t, nearConfig(url, prefix))
-	writer := openStore(t, nearConfig(url, prefix))
-	ctx := t.Context()
-	read := func(key, want string, wantFound bool) {
+	reader := openStore(t, nearConfig("redis://"+srv.Addr, prefix))
+	held := func(key, want string) {
 		t.Helper()
-		// Twice: the second read is the near cache's.
-		for i := range 2 {
-			v, found, near := getNear(t, reader, key)
-			if found != wantFound || v != want {
-				t.Fatalf("GetNear(%q) = %q, %v, want %q, %v", key, v, found, want, wantFound)
-			}
-			if i == 1 && !near {
-				t.Fatalf("second GetNear(%q) was not a near read", key)
-			}
+		srv.Do("SET", prefix+key, want)
+		waitNear(t, reader, key, want, true)
+		if v, _, near := getNear(t, reader, key); !near || v != want {
+			t.Fatalf("GetNear(%q) = %q, near %v, want %q from the near cache", key, v, near, want)
 		}
 	}
-	set := func(s *redis.Store, key, v string) {
-		t.Helper()
-		if err := s.Set(ctx, key, []byte(v), 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	set(writer, "a", "1")
-	read("a", "1", true)
-
-	set(writer, "a", "2")
-	waitNear(t, reader, "a", "2", true)
-	read("a", "2", true)
-
-	if err := writer.Delete(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
+	held("a", "1")
+	held("a", "2")
+	srv.Do("DEL", prefix+"a")
 	waitNear(t, reader, "a", "", false)
-	read("a", "", false)
-
-	set(writer, "a", "3") // a key near-cached as missing
-	waitNear(t, reader, "a", "3", true)
-
-	srv.Do("SET", prefix+"a", "from redis-cli")
-	waitNear(t, reader, "a", "from redis-cli", true)
-
+	held("a", "3")
 	srv.Do("PEXPIRE", prefix+"a", "1")
 	waitNear(t, reader, "a", "", false)
-
-	set(writer, "b", "1")
-	set(writer, "c", "1")
-	read("b", "1", true)
-	read("c", "1", true)
-	if err := writer.Clear(ctx); err != nil {
-		t.Fatal(err)
-	}
-	waitNear(t, reader, "b", "", false)
-	waitNear(t, reader, "c", "", false)
-
-	set(writer, "d", "1")
-	read("d", "1", true)
+	held("b", "1")
 	srv.Do("FLUSHDB")
-	waitNear(t, reader, "d", "", false)
+	waitNear(t, reader, "b", "", false)
 }
 
 // TestNearReadYourWrites: once this process's Set, Delete or Clear has
@@ -450,5 +419,64 @@ func TestNearCloseEndsReads(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not return within 5s with reads outstanding on a stopped server")
+	}
+}
+
+// TestNearClusterFailover: a manual failover turns each replica into the
+// master of its slots and each old master into its replica, under a reader
+// that near-caches keys of every slot. Another client's writes, made on the
+// new masters, reach the reader: it never keeps serving what the old
+// masters gave it.
+func TestNearClusterFailover(t *testing.T) {
+	cl := redistest.StartClusterWithReplicas(t, 3, 1)
+	a := cl.Addrs()
+	url := "redis://" + a[0] + "?addr=" + a[1] + "&addr=" + a[2]
+	prefix := uniquePrefix(t)
+	reader := openStore(t, nearConfig(url, prefix))
+	writer := openStore(t, nearConfig(url, prefix))
+	ctx := t.Context()
+	const n = 100
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprint("k", i)
+		if err := writer.Set(ctx, keys[i], []byte("before"), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range keys {
+		getNear(t, reader, k)
+		if v, _, near := getNear(t, reader, k); !near || v != "before" {
+			t.Fatalf("%s = %q, near %v", k, v, near)
+		}
+	}
+	// One at a time: a manual failover pauses its master's clients until
+	// the replica has caught up, and takes over in the next election.
+	for _, r := range cl.Replicas() {
+		if got := r.Do("CLUSTER", "FAILOVER"); got != "OK" {
+			t.Fatalf("CLUSTER FAILOVER on %s: %s", r.Addr, got)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for !strings.HasPrefix(r.Do("ROLE"), "master\n") {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s is not a master 30s after CLUSTER FAILOVER: %s", r.Addr, r.Do("CLUSTER", "INFO"))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for _, k := range keys {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			err := writer.Set(ctx, k, []byte("after"), 0)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Set(%s) on the new masters: %v", k, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for _, k := range keys {
+		waitNear(t, reader, k, "after", true)
 	}
 }

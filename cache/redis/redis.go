@@ -58,6 +58,21 @@
 // its first Watch, on a goroutine that Close stops, and hands each message to
 // the watchers of that key in its process.
 //
+// # Near cache
+//
+// With near_cache = true (Config.NearCache), the Store keeps the entries
+// this process reads in process memory, bounded by near_cache_max_bytes for
+// the whole process, and answers later reads of them from there
+// ([Store.GetNear]). Redis keeps them exact: reads run with client tracking
+// on (CLIENT TRACKING ON OPTIN NOLOOP, through rueidis's client-side
+// caching), so that a change by any other client is reported to the
+// process, which drops its copy. The Store's own writes drop theirs when
+// they return, so that the process reads its own writes. A lost connection
+// drops everything; a value leaves before Redis expires it, and after a
+// minute at most. A server that refuses tracking is logged once (to
+// Config.Logger) and the Store goes on without a near cache. The rules are
+// written out in near.go and in the README.
+//
 // # Failures
 //
 // Every call is bounded by its context and by the configured timeout
