@@ -515,3 +515,54 @@ func TestNearClusterFailover(t *testing.T) {
 		waitNear(t, reader, k, "after", true)
 	}
 }
+
+// TestNearRefusedAfterAnACLChange: a server that stops allowing client
+// tracking while the cache runs (its ACL changed, then its connections were
+// cut) gets the same one warning, and the cache goes on without a near
+// cache within a few seconds.
+func TestNearRefusedAfterAnACLChange(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Do("ACL", "SETUSER", "app", "on", ">secret", "~*", "&*", "+@all")
+	var logs testutil.Buffer
+	cfg := nearConfig("redis://app:secret@"+srv.Addr, uniquePrefix(t))
+	c := openCache(t, cfg, cache.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	ctx := t.Context()
+	if err := c.Set(ctx, "k", "v", 0); err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	for range 2 {
+		if _, err := c.Get(ctx, "k", &v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.NearHits != 1 {
+		t.Fatalf("Stats = %+v, want a near hit before the ACL changes", st)
+	}
+	srv.Do("ACL", "SETUSER", "app", "-client")
+	srv.Do("CLIENT", "KILL", "USER", "app")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := c.Set(ctx, "k", "w", 0)
+		found, gerr := c.Get(ctx, "k", &v)
+		if err == nil && gerr == nil && found && v == "w" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after tracking was refused: Set %v, Get %q %v %v\n%s", err, v, found, gerr, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	before := c.Stats().NearHits
+	for range 3 {
+		if found, err := c.Get(ctx, "k", &v); err != nil || !found || v != "w" {
+			t.Fatalf("Get without a near cache = %q, %v, %v", v, found, err)
+		}
+	}
+	if st := c.Stats(); st.NearHits != before {
+		t.Fatalf("Stats = %+v: near hits after tracking was refused", st)
+	}
+	if n := strings.Count(logs.String(), "near cache off"); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, logs.String())
+	}
+}

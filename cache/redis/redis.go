@@ -346,15 +346,16 @@ func (s *Store) newClient() (rueidis.Client, error) {
 // refuseNear turns the near cache off, once, when the server refuses client
 // tracking (an ACL user without CLIENT, a server older than Redis 6, a proxy
 // that does not pass it on): the cache goes on without it, reading Redis
-// every time, and says so once.
-func (s *Store) refuseNear(err error) {
+// every time, and says so once. It reports whether this call turned it off.
+func (s *Store) refuseNear(err error) bool {
 	if !s.nearOn.CompareAndSwap(true, false) {
-		return
+		return false
 	}
 	s.near.forgetAll()
 	reason, _, _ := strings.Cut(err.Error(), "\n")
 	s.log.Warn("cache near cache off: the Redis server refuses client tracking; every read goes to Redis",
 		"redis", s.where, "reason", reason)
+	return true
 }
 
 // reconnect drops the client, so that the next call connects anew.
@@ -443,10 +444,10 @@ func (s *Store) fail(op string, err error) error {
 	if errors.Is(err, cache.ErrClosed) || s.closed.Load() && (errors.Is(err, rueidis.ErrClosing) || errors.Is(err, net.ErrClosed)) {
 		return fmt.Errorf("redis: %s: %w", op, cache.ErrClosed)
 	}
-	if s.nearOn.Load() && errors.Is(err, rueidis.ErrNoCache) {
+	if s.nearOn.Load() && errors.Is(err, rueidis.ErrNoCache) && s.refuseNear(err) {
 		// A connection remade after the server's ACL changed, or a new
-		// Cluster node that refuses tracking: go on without it.
-		s.refuseNear(err)
+		// Cluster node that refuses tracking: go on without it, on a
+		// client of its own (once: a second would close that one).
 		s.reconnect()
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
