@@ -148,6 +148,7 @@ type Store struct {
 	nearOn  atomic.Bool    // near is in use: the server has not refused tracking
 	reads   sync.WaitGroup // near-cache reads still running (nearMiss)
 	readsMu sync.RWMutex   // orders reads.Add with Close's reads.Wait
+	noReads bool           // Close has begun: no nearMiss starts; under readsMu
 
 	client atomic.Pointer[clientRef]
 	closed atomic.Bool
@@ -542,7 +543,7 @@ func (s *Store) nearMiss(ctx context.Context, key string) ([]byte, bool, error) 
 	}
 	done := make(chan answer, 1)
 	s.readsMu.RLock()
-	if s.closed.Load() {
+	if s.noReads {
 		s.readsMu.RUnlock()
 		return nil, false, s.fail("get", cache.ErrClosed)
 	}
@@ -916,7 +917,8 @@ func (s *Store) Close() error {
 		r.c.Close()
 	}
 	s.wg.Wait()
-	s.readsMu.Lock() // no nearMiss starts from here on: closed is set
+	s.readsMu.Lock()
+	s.noReads = true // no nearMiss starts from here on
 	s.readsMu.Unlock()
 	s.reads.Wait()
 	s.watch.wait()
