@@ -101,10 +101,12 @@ func weighNear(key string, e nearEntry) uint32 {
 func (n *nearCache) now() time.Duration { return time.Since(n.start) }
 
 // get returns key's near-cached answer, if it has one that is still good:
-// its connection is up and Redis has not expired it.
+// its connection is up and Redis has not expired it. otter checks the
+// expiry: it was given the time left until e.expire when e was stored, and
+// counts it on the same monotonic clock.
 func (n *nearCache) get(key string) (nearEntry, bool) {
 	e, ok := n.data.GetIfPresent(key)
-	if !ok || e.view.dead.Load() || e.expire <= n.now() {
+	if !ok || e.view.dead.Load() {
 		return nearEntry{}, false
 	}
 	return e, true
