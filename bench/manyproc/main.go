@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -34,7 +35,11 @@ var (
 	clients = flag.Int("clients", 8, "concurrent clients of the steady phases")
 	burst   = flag.Int("burst", 80, "requests of the cold burst")
 	root    = flag.String("root", "..", "the repository's root, where cmd/ushka is")
+	only    = flag.String("only", "burst,steady,failsafe,near", "the scenarios to run, comma-separated")
 )
+
+// want reports whether the scenario is among -only.
+func want(scenario string) bool { return slices.Contains(strings.Split(*only, ","), scenario) }
 
 func main() {
 	flag.Parse()
@@ -51,7 +56,7 @@ func main() {
 	fmt.Println("|---|---|---|---|---|---|---|---|")
 
 	// 1. A cold burst, fail-safe and refresh off: the seed's configuration.
-	{
+	if want("burst") {
 		r := startRedis(dir)
 		ws := startWorkers(bin, dir, r.addr, "", "60s")
 		res := fire(ws, *burst, *burst, 0)
@@ -61,6 +66,9 @@ func main() {
 	}
 	// 2. Steady traffic across expiries, early refresh off then on.
 	for _, ra := range []string{"", "refresh_ahead = 0.8\n"} {
+		if !want("steady") {
+			break
+		}
 		r := startRedis(dir)
 		ws := startWorkers(bin, dir, r.addr, ra, ttl.String())
 		fire(ws, 1, 1, 0) // warm
@@ -74,7 +82,7 @@ func main() {
 		r.stop()
 	}
 	// 3. Fail-safe on: the report failing, then Redis dead.
-	{
+	if want("failsafe") {
 		r := startRedis(dir)
 		ws := startWorkers(bin, dir, r.addr, "stale_ttl = \"1h\"\n", "2s")
 		fire(ws, 1, 1, 0)
@@ -92,6 +100,47 @@ func main() {
 		res = fire(ws, *clients, 0, *steady)
 		row("stale_ttl 1h, the report failing, Redis killed", res, loads(ws)-before)
 		stopAll(ws)
+	}
+	// 4. Steady traffic with early refresh, the near cache off then on; in
+	// the last phase, a refresh every second on a worker: the other workers
+	// must drop their copies and serve the new report.
+	for _, near := range []string{"", "near_cache = true\n"} {
+		if !want("near") {
+			break
+		}
+		r := startRedis(dir)
+		ws := startWorkers(bin, dir, r.addr, "refresh_ahead = 0.8\n"+near, ttl.String())
+		fire(ws, 1, 1, 0)
+		res := fire(ws, *clients, 0, *steady)
+		name := fmt.Sprintf("steady, ttl %v, refresh_ahead = 0.8, near_cache off", *ttl)
+		if near != "" {
+			name = fmt.Sprintf("steady, ttl %v, refresh_ahead = 0.8, near_cache = true", *ttl)
+		}
+		row(name, res, loads(ws)-1)
+		if near != "" {
+			before := loads(ws)
+			stop := make(chan struct{})
+			go func() {
+				t := time.NewTicker(time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-t.C:
+						resp, err := http.Post(ws[0].url+"/report/refresh", "", nil)
+						if err == nil {
+							resp.Body.Close()
+						}
+					}
+				}
+			}()
+			res := fire(ws, *clients, 0, *steady)
+			close(stop)
+			row(fmt.Sprintf("same, POST /report/refresh on worker 1 every second"), res, loads(ws)-before)
+		}
+		stopAll(ws)
+		r.stop()
 	}
 }
 
