@@ -52,25 +52,7 @@ func TestNearCacheCarriesAnotherProcesssDelete(t *testing.T) {
 	if v, ok := a.LocalCopy("report"); !ok {
 		t.Fatalf("no fail-safe copy of the report: %q", v)
 	}
-	if err := b.Delete(ctx, "report"); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, ok := a.LocalCopy("report"); !ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the other process's Delete did not drop this process's fail-safe copy within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	srv.Stop()
-	src.fail.Store(true)
-	v, err := cache.GetOrSet(ctx, a, "report", time.Minute, src.load)
-	if !errors.Is(err, errDatabaseDown) {
-		t.Fatalf("GetOrSet after another process's Delete, with Redis dead and the load failing = (%d, %v), want the load's error", v, err)
-	}
+	deleteReachesTheCopy(t, srv, a, b, &src)
 }
 
 // TestNearCacheHitsCountedApart: GetOrSet and Get count the hits the near
@@ -89,10 +71,58 @@ func TestNearCacheHitsCountedApart(t *testing.T) {
 	if found, err := c.Get(ctx, "k", &v); err != nil || !found || v != 7 {
 		t.Fatalf("Get = %d, %v, %v", v, found, err)
 	}
-	// The first GetOrSet missed and loaded; the second read Redis (the
-	// value its own Fill wrote was forgotten, as every own write is); the
-	// third and the Get were near hits.
-	if st := c.Stats(); st.Misses != 1 || st.Hits != 3 || st.NearHits != 2 {
-		t.Fatalf("Stats = %+v, want 1 miss and 3 hits, 2 of them near", st)
+	// The first GetOrSet missed and loaded, and its Fill read the value
+	// back into the near cache: the second, the third and the Get were
+	// near hits.
+	if st := c.Stats(); st.Misses != 1 || st.Hits != 3 || st.NearHits != 3 {
+		t.Fatalf("Stats = %+v, want 1 miss and 3 hits, all near", st)
+	}
+}
+
+// TestNearCacheCarriesADeleteAfterTheProcesssOwnFill: a process loads a
+// key through GetOrSet (its Fill writes the entry), and another process
+// deletes it before the first reads it again. The Fill ends with a read of
+// the key, so that Redis goes on reporting changes to it: the Delete drops
+// the first process's fail-safe copy, and with Redis then dead and the
+// load failing, the deleted value is not served. (Before, a write ended
+// the process's tracking of the key, and the hostile review's process
+// served the deleted value.)
+func TestNearCacheCarriesADeleteAfterTheProcesssOwnFill(t *testing.T) {
+	srv := redistest.Start(t)
+	a := nearCache(t, srv, cache.StaleFor(time.Hour))
+	b := redisCache(t, srv)
+	ctx := t.Context()
+	var src flaky
+	src.version.Store(1)
+	if v, err := cache.GetOrSet(ctx, a, "report", time.Minute, src.load); err != nil || v != 1 {
+		t.Fatalf("GetOrSet = (%d, %v)", v, err)
+	}
+	a.WaitIdle(ctx)
+	deleteReachesTheCopy(t, srv, a, b, &src)
+}
+
+// deleteReachesTheCopy deletes "report" through b, waits until a's fail-safe
+// copy of it is gone, then stops Redis and checks that a's GetOrSet, whose
+// load now fails, returns the load's error rather than the deleted value.
+func deleteReachesTheCopy(t *testing.T, srv *redistest.Server, a, b *cache.Cache, src *flaky) {
+	t.Helper()
+	ctx := t.Context()
+	if err := b.Delete(ctx, "report"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, ok := a.LocalCopy("report"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other process's Delete did not drop this process's fail-safe copy within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	srv.Stop()
+	src.fail.Store(true)
+	if v, err := cache.GetOrSet(ctx, a, "report", time.Minute, src.load); !errors.Is(err, errDatabaseDown) {
+		t.Fatalf("GetOrSet after another process's Delete, with Redis dead and the load failing = (%d, %v), want the load's error", v, err)
 	}
 }

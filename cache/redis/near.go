@@ -37,22 +37,20 @@ const nearOverhead = 181
 //
 // Redis keeps it exact. Each read that fills it runs on a connection with
 // client tracking on (rueidis's client-side caching: CLIENT TRACKING ON
-// OPTIN NOLOOP, then CLIENT CACHING YES, MULTI, PTTL, GET, EXEC), so that
-// Redis sends that connection an invalidation when the key changes, by any
-// other client, after the read. A connection's replies and invalidations
-// come in the order Redis ran them, so a value is in the map from its reply
-// until the invalidation that follows it. Each connection is a nearView,
-// the rueidis.CacheStore that rueidis calls with those replies and
-// invalidations.
+// OPTOUT, then MULTI, PTTL, GET, EXEC), so that Redis sends that connection
+// an invalidation when the key changes, by any client, after the read. A
+// connection's replies and invalidations come in the order Redis ran them,
+// so a value is in the map from its reply until the invalidation that
+// follows it. Each connection is a nearView, the rueidis.CacheStore that
+// rueidis calls with those replies and invalidations.
 //
 // What that order does not cover is this process's own writes: Redis sends
-// no invalidation for them (NOLOOP; without it, it would come after the
-// write's reply, redis/rueidis#534), and a reply read before the write may
-// still be on its way. So a write of this process forgets the key once it
-// has returned (forget): it removes the value and marks every read of the
-// key then outstanding on any connection, whose replies are then not kept
-// (nearView.skip). Read-your-writes holds from the moment the write
-// returns.
+// their invalidation after the write's reply (redis/rueidis#534), and a
+// reply read before the write may still be on its way. So a write of this
+// process forgets the key once it has returned (forget): it removes the
+// value and marks every read of the key then outstanding on any
+// connection, whose replies are then not kept (nearView.skip).
+// Read-your-writes holds from the moment the write returns.
 //
 // Reads that fill it run to their end even when their caller gives up
 // (Store.nearMiss), so that each reply is matched with its own read.
@@ -62,6 +60,12 @@ type nearCache struct {
 	start  time.Time // the monotonic clock's origin for entries' expiry
 
 	onChange atomic.Pointer[func(key string)] // told of every invalidation
+
+	// keepAbsent: a key read as missing is near-cached as missing. Not on
+	// a Cluster: when an empty slot moves to another master, nothing is
+	// deleted, so the old master, which tracks the missing key, sends no
+	// invalidation when the key is written on the new one.
+	keepAbsent atomic.Bool
 
 	mu    sync.Mutex
 	views map[*nearView]struct{}
@@ -248,6 +252,9 @@ func (v *nearView) Update(key, cmd string, val rueidis.RedisMessage) int64 {
 		return pxat
 	}
 	if val.IsNil() {
+		if !v.n.keepAbsent.Load() {
+			return pxat
+		}
 		e.absent = true
 	} else {
 		s, err := val.ToString()

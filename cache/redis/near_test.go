@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -565,4 +566,128 @@ func TestNearRefusedAfterAnACLChange(t *testing.T) {
 	if n := strings.Count(logs.String(), "near cache off"); n != 1 {
 		t.Fatalf("%d warnings, want 1:\n%s", n, logs.String())
 	}
+}
+
+// TestNearTrackingTableFull: when Redis's tracking table is full
+// (tracking-table-max-keys), Redis forgets the oldest tracked keys and
+// invalidates them; the near cache drops them, so that later writes, which
+// Redis no longer reports, are read. With NOLOOP, Redis 7 skipped the
+// invalidation for the client whose own command made it evict: the hostile
+// review found 93 of 200 keys stale.
+func TestNearTrackingTableFull(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Do("CONFIG", "SET", "tracking-table-max-keys", "10")
+	prefix := uniquePrefix(t)
+	reader := openStore(t, nearConfig("redis://"+srv.Addr, prefix))
+	const n = 200
+	for i := range n {
+		srv.Do("SET", fmt.Sprint(prefix, "k", i), "1")
+	}
+	for i := range n {
+		getNear(t, reader, fmt.Sprint("k", i))
+		getNear(t, reader, fmt.Sprint("k", i))
+	}
+	for i := range n {
+		srv.Do("SET", fmt.Sprint(prefix, "k", i), "2")
+	}
+	for i := range n {
+		waitNear(t, reader, fmt.Sprint("k", i), "2", true)
+	}
+}
+
+// TestNearACLChangeWithoutReconnecting: a server whose ACL stops allowing
+// CLIENT while the near cache's connections stay open. Tracking goes on on
+// those connections (it needs no CLIENT command per read in OPTOUT mode), so
+// other clients' writes still arrive. With OPTIN, every read ran untracked
+// after the change and its value was kept: the hostile review's reader
+// served a value overwritten 5s before.
+func TestNearACLChangeWithoutReconnecting(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Do("ACL", "SETUSER", "app", "on", ">secret", "~*", "&*", "+@all")
+	prefix := uniquePrefix(t)
+	reader := openStore(t, nearConfig("redis://app:secret@"+srv.Addr, prefix))
+	for i := range 20 { // every connection rueidis makes, connected
+		getNear(t, reader, fmt.Sprint("warm", i))
+	}
+	srv.Do("ACL", "SETUSER", "app", "-client")
+	srv.Do("SET", prefix+"b", "1")
+	waitNear(t, reader, "b", "1", true)
+	getNear(t, reader, "b")
+	srv.Do("SET", prefix+"b", "2")
+	waitNear(t, reader, "b", "2", true)
+}
+
+// TestNearClusterSlotMovesWhileAKeyIsMissing: an empty slot moves to
+// another master (CLUSTER SETSLOT, as a resharding or a new node does),
+// then a key of it, read as missing before, is written on the new master.
+// Moving an empty slot deletes nothing, so the old master sends no
+// invalidation: on a Cluster, the near cache keeps no missing keys. (It did
+// at first; the hostile review's reader read the key as missing 10s after
+// the write.)
+func TestNearClusterSlotMovesWhileAKeyIsMissing(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	a := cl.Addrs()
+	prefix := uniquePrefix(t)
+	reader := openStore(t, nearConfig("redis://"+a[0]+"?addr="+a[1]+"&addr="+a[2], prefix))
+	key := prefix + "k"
+	slot := cl.Masters()[0].Do("CLUSTER", "KEYSLOT", key)
+	ids := map[*redistest.Server]string{}
+	var src *redistest.Server
+	for _, m := range cl.Masters() {
+		ids[m] = m.Do("CLUSTER", "MYID")
+		if ownsSlot(m, slot) {
+			src = m
+		}
+	}
+	if src == nil {
+		t.Fatalf("no master owns slot %s", slot)
+	}
+	var dst *redistest.Server
+	for _, m := range cl.Masters() {
+		if m != src {
+			dst = m
+			break
+		}
+	}
+	for range 2 {
+		if _, found, _ := getNear(t, reader, "k"); found {
+			t.Fatal("k exists before the test writes it")
+		}
+	}
+	dst.Do("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
+	src.Do("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst])
+	for _, m := range cl.Masters() {
+		m.Do("CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for dst.Do("SET", key, "written on the new master") != "OK" {
+		if time.Now().After(deadline) {
+			t.Fatal("the slot's new master does not take the write")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitNear(t, reader, "k", "written on the new master", true)
+}
+
+// ownsSlot reports whether m serves slot, by its own line of CLUSTER NODES.
+func ownsSlot(m *redistest.Server, slot string) bool {
+	n, _ := strconv.Atoi(slot)
+	for _, line := range strings.Split(m.Do("CLUSTER", "NODES"), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || !strings.Contains(f[2], "myself") {
+			continue
+		}
+		for _, r := range f[8:] {
+			lo, hi, ok := strings.Cut(r, "-")
+			if !ok {
+				hi = lo
+			}
+			l, err1 := strconv.Atoi(lo)
+			h, err2 := strconv.Atoi(hi)
+			if err1 == nil && err2 == nil && l <= n && n <= h {
+				return true
+			}
+		}
+	}
+	return false
 }

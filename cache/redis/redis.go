@@ -64,14 +64,14 @@
 // this process reads in process memory, bounded by near_cache_max_bytes for
 // the whole process, and answers later reads of them from there
 // ([Store.GetNear]). Redis keeps them exact: reads run with client tracking
-// on (CLIENT TRACKING ON OPTIN NOLOOP, through rueidis's client-side
-// caching), so that a change by any other client is reported to the
-// process, which drops its copy. The Store's own writes drop theirs when
-// they return, so that the process reads its own writes. A lost connection
-// drops everything; a value leaves before Redis expires it, and after a
-// minute at most. A server that refuses tracking is logged once (to
-// Config.Logger) and the Store goes on without a near cache. The rules are
-// written out in near.go and in the README.
+// on (CLIENT TRACKING ON OPTOUT, through rueidis's client-side caching), so
+// that a change by any client is reported to the process, which drops its
+// copy. The Store's own writes drop theirs when they return, so that the
+// process reads its own writes. A lost connection drops everything; a value
+// leaves before Redis expires it, and after a minute at most; on a Cluster,
+// missing keys are not kept. A server that refuses tracking is logged once
+// (to Config.Logger) and the Store goes on without a near cache. The rules
+// are written out in near.go and in the README.
 //
 // # Failures
 //
@@ -128,6 +128,16 @@ const redialEvery = time.Second
 // Cluster: more means the cluster is misconfigured or resharding in a loop.
 const maxRedirections = 16
 
+// maxNearReads bounds the near cache's reads waiting for Redis at once. A
+// read runs to its end even when its caller gives up (nearMiss), so a hung
+// server, until rueidis's keepalive gives up on the connection (about 10s),
+// would otherwise gather one goroutine per miss; past the bound a miss
+// fails at once.
+const maxNearReads = 4096
+
+// errTooManyReads fails a near-cache miss past maxNearReads.
+var errTooManyReads = fmt.Errorf("%d near-cache reads are already waiting for Redis: it is not answering", maxNearReads)
+
 // scanBatch is the COUNT hint of each SCAN in Clear.
 const scanBatch = 1000
 
@@ -144,11 +154,12 @@ type Store struct {
 	dial    *dialer
 	log     *slog.Logger
 
-	near    *nearCache     // nil unless near_cache is on
-	nearOn  atomic.Bool    // near is in use: the server has not refused tracking
-	reads   sync.WaitGroup // near-cache reads still running (nearMiss)
-	readsMu sync.RWMutex   // orders reads.Add with Close's reads.Wait
-	noReads bool           // Close has begun: no nearMiss starts; under readsMu
+	near      *nearCache     // nil unless near_cache is on
+	nearOn    atomic.Bool    // near is in use: the server has not refused tracking
+	reads     sync.WaitGroup // near-cache reads still running (nearMiss)
+	nearReads atomic.Int64   // how many: at most maxNearReads
+	readsMu   sync.RWMutex   // orders reads.Add with Close's reads.Wait
+	noReads   bool           // Close has begun: no nearMiss starts; under readsMu
 
 	client atomic.Pointer[clientRef]
 	closed atomic.Bool
@@ -212,10 +223,15 @@ func Open(ctx context.Context, cfg cache.Config) (*Store, error) {
 		}
 		s.opt.DisableCache = false // client tracking on every connection
 		s.opt.NewCacheStoreFn = s.near.newView
-		// OPTIN: only the near cache's reads are tracked. NOLOOP: no
-		// invalidation for this connection's own writes, which forget
-		// handles, and which would drop fail-safe's fresh copies.
-		s.opt.ClientTrackingOptions = []string{"OPTIN", "NOLOOP"}
+		// OPTOUT: every read of the connection is tracked, without a CLIENT
+		// CACHING YES before each. With OPTIN, a server whose ACL stopped
+		// allowing CLIENT refused that command and ran the read untracked,
+		// whose reply the near cache kept and Redis never invalidated; and
+		// a Cluster's ASK redirection took the CLIENT CACHING for itself.
+		// No NOLOOP: Redis 7 drops the invalidations of keys it evicts from
+		// a full tracking table (tracking-table-max-keys) for the client
+		// whose command made it evict, when that client has NOLOOP.
+		s.opt.ClientTrackingOptions = []string{"OPTOUT"}
 		s.nearOn.Store(true)
 	}
 	s.connect() // in the background: the application need not wait for Redis
@@ -321,6 +337,9 @@ func (s *Store) connect() <-chan struct{} {
 		case s.closed.Load():
 			c.Close()
 		default:
+			if s.near != nil {
+				s.near.keepAbsent.Store(c.Mode() != rueidis.ClientModeCluster)
+			}
 			s.client.Store(&clientRef{c})
 			s.lastErr = nil
 		}
@@ -505,7 +524,10 @@ func (s *Store) GetNear(ctx context.Context, key string) (value []byte, found, n
 			return e.value, !e.absent, true, nil
 		}
 		value, found, err = s.nearMiss(ctx, key)
-		return value, found, false, err
+		if err == nil || s.nearOn.Load() {
+			return value, found, false, err
+		}
+		// The server refused tracking just now: read without it.
 	}
 	ctx, cancel, c, err := s.begin(ctx)
 	defer cancel()
@@ -541,16 +563,22 @@ func (s *Store) nearMiss(ctx context.Context, key string) ([]byte, bool, error) 
 		b   []byte
 		err error
 	}
+	if s.nearReads.Add(1) > maxNearReads {
+		s.nearReads.Add(-1)
+		return nil, false, s.fail("get", errTooManyReads)
+	}
 	done := make(chan answer, 1)
 	s.readsMu.RLock()
 	if s.noReads {
 		s.readsMu.RUnlock()
+		s.nearReads.Add(-1)
 		return nil, false, s.fail("get", cache.ErrClosed)
 	}
 	s.reads.Add(1)
 	s.readsMu.RUnlock()
 	go func() {
 		defer s.reads.Done()
+		defer s.nearReads.Add(-1)
 		cmd := c.B().Get().Key(s.prefix + key).Cache()
 		b, err := c.DoCache(context.WithoutCancel(ctx), cmd, nearMaxAge).AsBytes()
 		done <- answer{b, err}
