@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -690,4 +691,39 @@ func ownsSlot(m *redistest.Server, slot string) bool {
 		}
 	}
 	return false
+}
+
+// TestNearMissesWaitingForAHungServerAreBounded: a hung server (SIGSTOP)
+// and many misses whose callers give up: each near read runs on until its
+// reply or its connection's end, but no more than 4,096 wait at once; the
+// misses past that fail at once, saying why.
+func TestNearMissesWaitingForAHungServerAreBounded(t *testing.T) {
+	srv := redistest.Start(t)
+	s := openStore(t, nearConfig("redis://"+srv.Addr, uniquePrefix(t)))
+	if _, _, _, err := s.GetNear(t.Context(), "connect"); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	srv.Pause()
+	defer srv.Resume()
+	var refused atomic.Int32
+	var wg sync.WaitGroup
+	for w := range 10 {
+		wg.Go(func() {
+			for i := range 500 {
+				ctx, cancel := context.WithTimeout(t.Context(), time.Millisecond)
+				_, _, _, err := s.GetNear(ctx, fmt.Sprint("k", w, ":", i))
+				cancel()
+				if err != nil && strings.Contains(err.Error(), "already waiting for Redis") {
+					refused.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	grew := runtime.NumGoroutine() - before
+	t.Logf("5000 misses on a hung server: %d goroutines more, %d refused at once", grew, refused.Load())
+	if grew > 4096+100 || refused.Load() < 5000-4096 {
+		t.Fatalf("%d goroutines more and %d misses refused, want at most 4096 waiting and the rest refused", grew, refused.Load())
+	}
 }
