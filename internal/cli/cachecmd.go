@@ -7,6 +7,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
+	neturl "net/url"
 	"os"
 	"strings"
 	"time"
@@ -20,10 +23,12 @@ const cacheUsage = `Usage:
   ushka cache set    [--config PATH] [--ttl DURATION] KEY VALUE   store VALUE as it is (a string)
   ushka cache delete [--config PATH] KEY
   ushka cache clear  [--config PATH] [--yes]               delete every key under key_prefix
-  ushka cache stats  [--config PATH]
+  ushka cache stats  [--config PATH]                     the keys and servers of the shared backend
+  ushka cache stats  --url http://HOST:PORT               a running service's own counters (GET /cache/stats):
+                                                          hits, near-cache hits and memory, ...
 
 These commands reach a shared backend (redis). An in_memory cache lives
-inside one process: ask the running service (GET /cache/stats) instead.
+inside one process: ask the running service (stats --url) instead.
 "--" ends the flags: ushka cache set -- KEY -VALUE.
 Exit codes: 0 success, 1 key not found, 2 usage or config error,
 3 backend unreachable, 4 backend refused the command (WRONGTYPE, OOM,
@@ -53,7 +58,7 @@ func (e *env) openCache() (*cache.Cache, cache.Config, int, bool) {
 		return nil, cc, e.errorf(ExitUsage, "caching is disabled in %s (enabled = false): there is no cache to reach", cfg.File), false
 	case cc.Backend == cache.DefaultBackend:
 		return nil, cc, e.errorf(ExitUsage, "the in_memory backend lives inside one process, so a command run "+
-			"from outside it has nothing to show. Ask the running service (GET /cache/stats, POST /report/refresh), "+
+			"from outside it has nothing to show. Ask the running service (ushka cache stats --url http://HOST:PORT, POST /report/refresh), "+
 			"or use a shared backend such as redis"), false
 	}
 	c, err := cache.Open(e.ctx, cc, cache.WithLogger(nil))
@@ -160,8 +165,13 @@ func (e *env) cacheClear(args []string) int {
 }
 
 func (e *env) cacheStats(args []string) int {
-	if _, code, ok := e.command(e.flags("cache stats"), cacheUsage, args); !ok {
+	fs := e.flags("cache stats")
+	url := fs.String("url", "", "a running service's base URL (http://host:port): show its GET /cache/stats")
+	if _, code, ok := e.command(fs, cacheUsage, args); !ok {
 		return code
+	}
+	if *url != "" {
+		return e.serviceStats(*url)
 	}
 	c, cc, code, ok := e.openCache()
 	if !ok {
@@ -190,6 +200,46 @@ func (e *env) cacheStats(args []string) int {
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(out)
+	return ExitOK
+}
+
+// serviceStats prints a running service's GET /cache/stats: its own
+// counters, which only the process knows (hits served by its near cache,
+// the near cache's memory, loads). base is the service's URL; a path
+// other than /cache/stats is refused, so that a typo is not read as stats.
+func (e *env) serviceStats(base string) int {
+	u, err := neturl.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return e.errorf(ExitUsage, "--url %q: want the service's base URL, such as http://127.0.0.1:8080", base)
+	}
+	switch strings.TrimSuffix(u.Path, "/") {
+	case "", "/cache/stats":
+		u.Path = "/cache/stats"
+	default:
+		return e.errorf(ExitUsage, "--url %q: want the service's base URL (its /cache/stats is read), not the path %q", base, u.Path)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return e.errorf(ExitUsage, "--url %q: %v", base, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return e.errorf(ExitUnreachable, "the service at %s did not answer: %v", u.Redacted(), err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return e.errorf(ExitUnreachable, "reading %s: %v", u.Redacted(), err)
+	}
+	var stats map[string]any
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &stats) != nil {
+		return e.errorf(ExitUnreachable, "%s answered %s, not the cache's counters: %.200q", u.Redacted(), resp.Status, body)
+	}
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(stats)
 	return ExitOK
 }
 

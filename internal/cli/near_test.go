@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -94,7 +95,17 @@ func TestServeNearCache(t *testing.T) {
 	if second == "" {
 		t.Fatal("worker B never computed a new report after the refresh")
 	}
-	r := run(t, "cache", "stats", "--config", testutil.WriteConfig(t, config))
+	// The worker's own counters, from outside it.
+	r := run(t, "cache", "stats", "--url", b)
+	var served struct {
+		Hits     uint64 `json:"hits"`
+		NearHits uint64 `json:"near_hits"`
+		Bytes    int64  `json:"near_bytes"`
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &served) != nil || served.NearHits < 2 || served.Bytes <= 0 {
+		t.Fatalf("cache stats --url = exit %d %s %s, want worker B's near hits", r.code, strings.TrimSpace(r.stdout), r.stderr)
+	}
+	r = run(t, "cache", "stats", "--config", testutil.WriteConfig(t, config))
 	var info struct {
 		NearCache       bool  `json:"near_cache"`
 		TrackingClients int64 `json:"tracking_clients"`
@@ -103,4 +114,25 @@ func TestServeNearCache(t *testing.T) {
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &info) != nil || !info.NearCache || info.TrackingClients < 2 || info.TrackingKeys < 1 {
 		t.Fatalf("cache stats = exit %d %s, want near_cache and the two workers' tracking", r.code, strings.TrimSpace(r.stdout))
 	}
+}
+
+// TestCacheStatsURLRejects: --url wants a running service's base URL; any
+// other is one clear error, and a service that does not answer is exit 3.
+func TestCacheStatsURLRejects(t *testing.T) {
+	for _, tt := range []struct {
+		url, want string
+		code      int
+	}{
+		{"localhost:8080", "want the service's base URL, such as http://127.0.0.1:8080", 2},
+		{"ftp://127.0.0.1:8080", "want the service's base URL", 2},
+		{"http://", "want the service's base URL", 2},
+		{"http://127.0.0.1:8080/report", `not the path "/report"`, 2},
+		{"http://" + testutil.UnusedAddr(t), "did not answer", 3},
+	} {
+		expect(t, run(t, "cache", "stats", "--url", tt.url), tt.code, "", tt.want)
+	}
+	// A server that is not an Ushka service.
+	srv := httptest.NewServer(http.NotFoundHandler())
+	defer srv.Close()
+	expect(t, run(t, "cache", "stats", "--url", srv.URL), 3, "", "404 Not Found, not the cache's counters")
 }
