@@ -498,3 +498,18 @@ func TestWatchLatencyAcrossProcesses(t *testing.T) {
 		t.Errorf("p99 wake-up latency %v, want under %v", p99, limit)
 	}
 }
+
+// TestLockerConformanceThroughChaos: a store wrapped by cachetest.Chaos,
+// with no fault in force, is still a Locker that keeps the contract, so
+// that outage tests of GetOrSet run with the cross-process lock.
+func TestLockerConformanceThroughChaos(t *testing.T) {
+	srv := redistest.Start(t)
+	var chaos cachetest.Chaos
+	cachetest.TestLocker(t, func(t *testing.T) (a, b cache.Store) {
+		cfg := cache.Config{RedisURL: cache.SecretURL("redis://" + srv.Addr), KeyPrefix: uniquePrefix(t)}
+		return chaos.Wrap(openStore(t, cfg)), chaos.Wrap(openStore(t, cfg))
+	})
+	if chaos.Injected() != 0 {
+		t.Fatalf("%d faults injected with none in force", chaos.Injected())
+	}
+}

@@ -1,0 +1,139 @@
+package cache_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ushka-go/ushka/cache"
+	"github.com/ushka-go/ushka/cache/cachetest"
+	"github.com/ushka-go/ushka/cache/memory"
+)
+
+// chaosCache is a cache over an in-memory store wrapped by chaos.
+func chaosCache(t *testing.T, chaos *cachetest.Chaos) *cache.Cache {
+	t.Helper()
+	s, err := memory.New(memory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cache.New(chaos.Wrap(s), cache.WithLogger(nil))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestChaosConformance: with no fault in force, a wrapped store keeps the
+// Store contract: Chaos passes every call on as it is.
+func TestChaosConformance(t *testing.T) {
+	var chaos cachetest.Chaos
+	cachetest.TestStore(t, func(t *testing.T) cache.Store {
+		s, err := memory.New(memory.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return chaos.Wrap(s)
+	})
+}
+
+var errBoom = errors.New("connection refused")
+
+// TestChaosFail: Fail makes the named calls (or all) fail at once with the
+// error given, matched by errors.Is; GetOrSet serves its load meanwhile;
+// Heal ends it.
+func TestChaosFail(t *testing.T) {
+	var chaos cachetest.Chaos
+	c := chaosCache(t, &chaos)
+	ctx := t.Context()
+	if err := c.Set(ctx, "k", "v", 0); err != nil {
+		t.Fatal(err)
+	}
+	chaos.Fail(errBoom)
+	var v string
+	if _, err := c.Get(ctx, "k", &v); !errors.Is(err, errBoom) {
+		t.Fatalf("Get with every call failing = %v, want the injected error", err)
+	}
+	if err := c.Set(ctx, "k", "w", 0); !errors.Is(err, errBoom) {
+		t.Fatalf("Set with every call failing = %v, want the injected error", err)
+	}
+	if got, err := cache.GetOrSet(ctx, c, "k2", 0, func(context.Context) (string, error) { return "loaded", nil }); err != nil || got != "loaded" {
+		t.Fatalf("GetOrSet with the store failing = %q, %v, want its load's value", got, err)
+	}
+	if err := c.Ping(ctx); !errors.Is(err, errBoom) {
+		t.Fatalf("Ping with every call failing = %v, want the injected error", err)
+	}
+	chaos.Fail(errBoom, cachetest.OpDelete)
+	if found, err := c.Get(ctx, "k", &v); err != nil || !found || v != "v" {
+		t.Fatalf("Get with only Delete failing = %q, %v, %v", v, found, err)
+	}
+	if err := c.Delete(ctx, "k"); !errors.Is(err, errBoom) {
+		t.Fatalf("Delete with Delete failing = %v, want the injected error", err)
+	}
+	chaos.Heal()
+	if err := c.Delete(ctx, "k"); err != nil {
+		t.Fatalf("Delete after Heal = %v", err)
+	}
+	if n := chaos.Injected(); n != 6 {
+		t.Fatalf("Injected = %d, want the 6 calls that met a fault", n)
+	}
+}
+
+// TestChaosHang: Hang blocks the named calls until their context ends;
+// Heal releases the ones still blocked, which then run.
+func TestChaosHang(t *testing.T) {
+	var chaos cachetest.Chaos
+	c := chaosCache(t, &chaos)
+	if err := c.Set(t.Context(), "k", "v", 0); err != nil {
+		t.Fatal(err)
+	}
+	chaos.Hang(cachetest.OpGet)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	var v string
+	if _, err := c.Get(ctx, "k", &v); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Get of a hung store with a 20ms deadline = %v, want DeadlineExceeded", err)
+	}
+	if err := c.Set(t.Context(), "other", "x", 0); err != nil {
+		t.Fatalf("Set while only Get hangs = %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		var v string
+		found, err := c.Get(context.Background(), "k", &v)
+		if err == nil && (!found || v != "v") {
+			err = errors.New("not the stored value")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a Get without a deadline returned while the store hangs: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	chaos.Heal()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the Get that Heal released: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Heal did not release a hung Get within 5s")
+	}
+}
+
+// TestChaosDelay: Delay makes calls wait before they run, or fail when
+// their context ends first.
+func TestChaosDelay(t *testing.T) {
+	var chaos cachetest.Chaos
+	c := chaosCache(t, &chaos)
+	chaos.Delay(time.Hour, cachetest.OpSet)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	if err := c.Set(ctx, "k", "v", 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Set delayed an hour, with a 10ms deadline = %v, want DeadlineExceeded", err)
+	}
+	chaos.Delay(time.Millisecond)
+	if err := c.Set(t.Context(), "k", "v", 0); err != nil {
+		t.Fatalf("Set delayed 1ms = %v", err)
+	}
+}
