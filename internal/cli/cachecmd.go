@@ -208,23 +208,26 @@ func (e *env) cacheStats(args []string) int {
 // the near cache's memory, loads). base is the service's URL; a path
 // other than /cache/stats is refused, so that a typo is not read as stats.
 func (e *env) serviceStats(base string) int {
+	shown := cache.Redact(base) // errors never show a password the URL holds
 	u, err := neturl.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return e.errorf(ExitUsage, "--url %q: want the service's base URL, such as http://127.0.0.1:8080", base)
+		return e.errorf(ExitUsage, "--url %q: want the service's base URL, such as http://127.0.0.1:8080", shown)
 	}
 	switch strings.TrimSuffix(u.Path, "/") {
 	case "", "/cache/stats":
 		u.Path = "/cache/stats"
 	default:
-		return e.errorf(ExitUsage, "--url %q: want the service's base URL (its /cache/stats is read), not the path %q", base, u.Path)
+		return e.errorf(ExitUsage, "--url %q: want the service's base URL (its /cache/stats is read), not the path %q", shown, u.Path)
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return e.errorf(ExitUsage, "--url %q: %v", base, err)
+		return e.errorf(ExitUsage, "--url %q: %v", shown, err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// A redirect is shown as the answer it is, not followed to another host.
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
 	if err != nil {
 		return e.errorf(ExitUnreachable, "the service at %s did not answer: %v", u.Redacted(), err)
 	}

@@ -131,6 +131,13 @@ func TestCacheStatsURLRejects(t *testing.T) {
 	} {
 		expect(t, run(t, "cache", "stats", "--url", tt.url), tt.code, "", tt.want)
 	}
+	// A password in the URL never shows (the hostile review found it echoed).
+	for _, u := range []string{"http://admin:hunter2@127.0.0.1:1/report", "ftp://admin:hunter2@127.0.0.1:1",
+		"http://admin:hunter2@127.0.0.1:1/%zz", "http://admin:hunter2@" + testutil.UnusedAddr(t)} {
+		if r := run(t, "cache", "stats", "--url", u); r.code == 0 || strings.Contains(r.stdout+r.stderr, "hunter2") {
+			t.Errorf("cache stats --url %s: exit %d, %q", u, r.code, r.stderr)
+		}
+	}
 	// A server that is not an Ushka service.
 	srv := httptest.NewServer(http.NotFoundHandler())
 	defer srv.Close()
