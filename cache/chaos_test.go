@@ -137,3 +137,52 @@ func TestChaosDelay(t *testing.T) {
 		t.Fatalf("Set delayed 1ms = %v", err)
 	}
 }
+
+// TestChaosFaultChanges: a second Hang keeps the calls already hung hung;
+// Heal releases delayed calls as well as hung ones. (The second hostile
+// review found both wrong.)
+func TestChaosFaultChanges(t *testing.T) {
+	var chaos cachetest.Chaos
+	c := chaosCache(t, &chaos)
+	get := func() <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			var v string
+			_, err := c.Get(context.Background(), "k", &v)
+			done <- err
+		}()
+		return done
+	}
+	stillWaiting := func(done <-chan error, what string) {
+		t.Helper()
+		select {
+		case err := <-done:
+			t.Fatalf("%s returned (%v)", what, err)
+		case <-time.After(30 * time.Millisecond):
+		}
+	}
+	released := func(done <-chan error, what string) {
+		t.Helper()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s did not return within 5s", what)
+		}
+	}
+	chaos.Hang(cachetest.OpGet)
+	hung := get()
+	stillWaiting(hung, "a Get hung by Hang(OpGet)")
+	chaos.Hang()
+	stillWaiting(hung, "a Get hung by Hang(OpGet), after Hang() made every call hang")
+	chaos.Heal()
+	released(hung, "the hung Get after Heal")
+
+	chaos.Delay(time.Hour)
+	delayed := get()
+	stillWaiting(delayed, "a Get delayed an hour")
+	chaos.Heal()
+	released(delayed, "the delayed Get after Heal")
+}

@@ -37,14 +37,18 @@ const (
 //	chaos.Heal()                                   // back to normal; hung calls go on
 //
 // A wrapped store keeps the capabilities the front end looks for: a
-// [cache.Locker] stays one (its calls are faulted as [OpLock]), and every
-// wrapped store is a [cache.Pinger] (asking the inner store, when it is
-// one). A Chaos is safe for concurrent use.
+// [cache.Locker] stays one (its calls are faulted as [OpLock]), a
+// [cache.NearCacher] stays one (GetNear is faulted as [OpGet], a near hit
+// included), and every wrapped store is a [cache.Pinger] (asking the inner
+// store, when it is one). An in-memory store's zero-copy read is not passed
+// on: wrapped, it is read through Get, as a remote store is. A Chaos is
+// safe for concurrent use.
 type Chaos struct {
 	mu       sync.Mutex
 	err      error
 	delay    time.Duration
-	hung     chan struct{} // non-nil while hanging; closed by Heal
+	hang     bool
+	release  chan struct{} // closed when the fault in force ends: hung and delayed calls go on
 	ops      []Op          // the calls the fault applies to; empty: all
 	injected atomic.Int64
 }
@@ -63,58 +67,66 @@ func (c *Chaos) Delay(d time.Duration, ops ...Op) {
 
 // Hang makes the calls ops (every call when none is named) block, as they
 // do on a server that accepted the connection and stopped answering, until
-// their context ends or Heal is called, replacing any other fault. A call
-// that Heal releases then runs.
+// their context ends or the hang ends, replacing any other fault. A call
+// released by Heal, or by another fault, then runs; calls already hung stay
+// hung when Hang is called again.
 func (c *Chaos) Hang(ops ...Op) {
-	c.set(func() { c.hung = make(chan struct{}) }, ops)
+	c.set(func() { c.hang = true }, ops)
 }
 
-// Heal ends every fault and releases the hung calls.
+// Heal ends every fault and releases the hung and delayed calls.
 func (c *Chaos) Heal() { c.set(func() {}, nil) }
 
 // Injected returns how many calls met a fault so far.
 func (c *Chaos) Injected() int64 { return c.injected.Load() }
 
+// set replaces the fault in force. The calls the old one holds (hung or
+// delayed) are released, unless both are hangs: a hung call stays hung.
 func (c *Chaos) set(fault func(), ops []Op) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.hung != nil {
-		close(c.hung)
-	}
-	c.err, c.delay, c.hung = nil, 0, nil
+	wasHang := c.hang
+	c.err, c.delay, c.hang = nil, 0, false
 	fault()
 	c.ops = slices.Clone(ops)
+	if c.release != nil && !(wasHang && c.hang) {
+		close(c.release)
+		c.release = nil
+	}
+	if c.release == nil {
+		c.release = make(chan struct{})
+	}
 }
 
 // enter applies the fault in force to a call of op, if any, and returns the
 // error the call must fail with, or nil to let it run.
 func (c *Chaos) enter(ctx context.Context, op Op) error {
 	c.mu.Lock()
-	err, delay, hung, ops := c.err, c.delay, c.hung, c.ops
+	err, delay, hang, release, ops := c.err, c.delay, c.hang, c.release, c.ops
 	c.mu.Unlock()
-	if err == nil && delay == 0 && hung == nil || len(ops) > 0 && !slices.Contains(ops, op) {
+	if err == nil && delay == 0 && !hang || len(ops) > 0 && !slices.Contains(ops, op) {
 		return nil
 	}
 	c.injected.Add(1)
-	switch {
-	case err != nil:
+	if err != nil {
 		return fmt.Errorf("cachetest: chaos: %s: %w", op, err)
-	case hung != nil:
-		select {
-		case <-hung:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("cachetest: chaos: %s hung: %w", op, ctx.Err())
-		}
-	default:
+	}
+	var expired <-chan time.Time
+	if !hang {
 		t := time.NewTimer(delay)
 		defer t.Stop()
-		select {
-		case <-t.C:
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("cachetest: chaos: %s delayed %v: %w", op, delay, ctx.Err())
+		expired = t.C
+	}
+	select {
+	case <-expired:
+		return nil
+	case <-release:
+		return nil
+	case <-ctx.Done():
+		if hang {
+			return fmt.Errorf("cachetest: chaos: %s hung: %w", op, ctx.Err())
 		}
+		return fmt.Errorf("cachetest: chaos: %s delayed %v: %w", op, delay, ctx.Err())
 	}
 }
 
@@ -122,8 +134,15 @@ func (c *Chaos) enter(ctx context.Context, op Op) error {
 // on as it is.
 func (c *Chaos) Wrap(s cache.Store) cache.Store {
 	cs := &chaosStore{c: c, s: s}
-	if l, ok := s.(cache.Locker); ok {
-		return &chaosLocker{chaosStore: cs, l: l}
+	l, locker := s.(cache.Locker)
+	n, near := s.(cache.NearCacher)
+	switch {
+	case locker && near:
+		return &chaosLockerNear{&chaosLocker{cs, l}, chaosNearPart{c, n}}
+	case locker:
+		return &chaosLocker{cs, l}
+	case near:
+		return &chaosNear{cs, chaosNearPart{c, n}}
 	}
 	return cs
 }
@@ -212,8 +231,39 @@ func (w *chaosLocker) Unlock(ctx context.Context, key, token string) error {
 // Watch is passed on: it makes no call that could fail.
 func (w *chaosLocker) Watch(key string) (<-chan struct{}, func()) { return w.l.Watch(key) }
 
+// chaosNearPart is the [cache.NearCacher] side of a wrapper.
+type chaosNearPart struct {
+	c *Chaos
+	n cache.NearCacher
+}
+
+func (w chaosNearPart) GetNear(ctx context.Context, key string) ([]byte, bool, bool, error) {
+	if err := w.c.enter(ctx, OpGet); err != nil {
+		return nil, false, false, err
+	}
+	return w.n.GetNear(ctx, key)
+}
+
+func (w chaosNearPart) NearUsage() (int, int64)      { return w.n.NearUsage() }
+func (w chaosNearPart) OnChange(fn func(key string)) { w.n.OnChange(fn) }
+
+// chaosNear is the wrapper of a store with a near cache.
+type chaosNear struct {
+	*chaosStore
+	chaosNearPart
+}
+
+// chaosLockerNear is the wrapper of a Locker with a near cache.
+type chaosLockerNear struct {
+	*chaosLocker
+	chaosNearPart
+}
+
 var (
-	_ cache.Store  = (*chaosStore)(nil)
-	_ cache.Pinger = (*chaosStore)(nil)
-	_ cache.Locker = (*chaosLocker)(nil)
+	_ cache.Store      = (*chaosStore)(nil)
+	_ cache.Pinger     = (*chaosStore)(nil)
+	_ cache.Locker     = (*chaosLocker)(nil)
+	_ cache.NearCacher = (*chaosNear)(nil)
+	_ cache.Locker     = (*chaosLockerNear)(nil)
+	_ cache.NearCacher = (*chaosLockerNear)(nil)
 )

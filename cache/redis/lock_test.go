@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -511,5 +512,37 @@ func TestLockerConformanceThroughChaos(t *testing.T) {
 	})
 	if chaos.Injected() != 0 {
 		t.Fatalf("%d faults injected with none in force", chaos.Injected())
+	}
+}
+
+// TestChaosKeepsTheNearCache: a near-cached Redis store wrapped by Chaos is
+// still a NearCacher and a Locker, so that outage tests run with both.
+func TestChaosKeepsTheNearCache(t *testing.T) {
+	srv := redistest.Start(t)
+	var chaos cachetest.Chaos
+	s := chaos.Wrap(openStore(t, nearConfig("redis://"+srv.Addr, uniquePrefix(t))))
+	if _, ok := s.(cache.NearCacher); !ok {
+		t.Fatal("Wrap dropped cache.NearCacher")
+	}
+	if _, ok := s.(cache.Locker); !ok {
+		t.Fatal("Wrap dropped cache.Locker")
+	}
+	c := cache.New(s, cache.WithLogger(nil))
+	ctx := t.Context()
+	if err := c.Set(ctx, "k", "v", 0); err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	for range 2 {
+		if _, err := c.Get(ctx, "k", &v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.NearHits != 1 {
+		t.Fatalf("Stats = %+v, want a near hit through Chaos", st)
+	}
+	chaos.Fail(errors.New("connection refused"), cachetest.OpGet)
+	if _, err := c.Get(ctx, "k", &v); err == nil {
+		t.Fatal("a near hit was served while Chaos fails every read")
 	}
 }
