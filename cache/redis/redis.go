@@ -128,15 +128,16 @@ const redialEvery = time.Second
 // Cluster: more means the cluster is misconfigured or resharding in a loop.
 const maxRedirections = 16
 
-// maxNearReads bounds the near cache's reads waiting for Redis at once. A
-// read runs to its end even when its caller gives up (nearMiss), so a hung
+// maxAbandonedReads bounds the near cache's reads whose callers gave up
+// waiting for them. Such a read runs to its end (nearMiss), so a hung
 // server, until rueidis's keepalive gives up on the connection (about 10s),
-// would otherwise gather one goroutine per miss; past the bound a miss
-// fails at once.
-const maxNearReads = 4096
+// would otherwise gather one goroutine per miss. Past the bound a miss
+// fails at once. Reads whose callers still wait are not counted: a burst
+// of misses on a busy but answering server is not refused.
+const maxAbandonedReads = 4096
 
-// errTooManyReads fails a near-cache miss past maxNearReads.
-var errTooManyReads = fmt.Errorf("%d near-cache reads are already waiting for Redis: it is not answering", maxNearReads)
+// errTooManyReads fails a near-cache miss past maxAbandonedReads.
+var errTooManyReads = fmt.Errorf("%d near-cache reads were given up by their callers and still wait for Redis: it is not answering", maxAbandonedReads)
 
 // scanBatch is the COUNT hint of each SCAN in Clear.
 const scanBatch = 1000
@@ -157,7 +158,7 @@ type Store struct {
 	near      *nearCache     // nil unless near_cache is on
 	nearOn    atomic.Bool    // near is in use: the server has not refused tracking
 	reads     sync.WaitGroup // near-cache reads still running (nearMiss)
-	nearReads atomic.Int64   // how many: at most maxNearReads
+	abandoned atomic.Int64   // of them, those whose callers gave up: at most maxAbandonedReads
 	readsMu   sync.RWMutex   // orders reads.Add with Close's reads.Wait
 	noReads   bool           // Close has begun: no nearMiss starts; under readsMu
 
@@ -563,30 +564,34 @@ func (s *Store) nearMiss(ctx context.Context, key string) ([]byte, bool, error) 
 		b   []byte
 		err error
 	}
-	if s.nearReads.Add(1) > maxNearReads {
-		s.nearReads.Add(-1)
+	if s.abandoned.Load() >= maxAbandonedReads {
 		return nil, false, s.fail("get", errTooManyReads)
 	}
 	done := make(chan answer, 1)
+	var gaveUp atomic.Bool // the caller stopped waiting; whoever sets it second counts it back
 	s.readsMu.RLock()
 	if s.noReads {
 		s.readsMu.RUnlock()
-		s.nearReads.Add(-1)
 		return nil, false, s.fail("get", cache.ErrClosed)
 	}
 	s.reads.Add(1)
 	s.readsMu.RUnlock()
 	go func() {
 		defer s.reads.Done()
-		defer s.nearReads.Add(-1)
 		cmd := c.B().Get().Key(s.prefix + key).Cache()
 		b, err := c.DoCache(context.WithoutCancel(ctx), cmd, nearMaxAge).AsBytes()
 		done <- answer{b, err}
+		if !gaveUp.CompareAndSwap(false, true) {
+			s.abandoned.Add(-1) // the caller had given up and counted this read
+		}
 	}()
 	var a answer
 	select {
 	case a = <-done:
 	case <-ctx.Done():
+		if gaveUp.CompareAndSwap(false, true) {
+			s.abandoned.Add(1)
+		}
 		return nil, false, s.fail("get", ctx.Err())
 	}
 	if rueidis.IsRedisNil(a.err) {
