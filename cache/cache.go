@@ -91,6 +91,10 @@ func New(store Store, opts ...Option) *Cache {
 	return c
 }
 
+// nearOn reports whether c's store has a near cache in use, which reports
+// the changes to the keys it holds (see changedElsewhere).
+func (c *Cache) nearOn() bool { return c.near != nil && c.near.NearEnabled() }
+
 // Store returns the store under c.
 func (c *Cache) Store() Store { return c.store }
 

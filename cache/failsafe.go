@@ -196,8 +196,18 @@ func (c *Cache) keepCopy(key string, data []byte, keep time.Duration, epoch *uin
 // changedElsewhere drops this process's copy of key, which a client of the
 // shared store changed (or of every key, for ""): a Delete in another
 // process must not be undone by this one serving its copy during an
-// outage. A [NearCacher] store calls it.
-func (c *Cache) changedElsewhere(key string) { c.dropStale(key, key == "") }
+// outage. A [NearCacher] store calls it, for every change it hears of, this
+// process's own included. While a load of this process holds the key's
+// lease, a change is taken for the load's own lock write, and the copy is
+// kept for fail-safe: another process's change takes the lease with it,
+// which the load finds when it stores (the Fill is refused) or gives up
+// (unlock), and then drops the copy.
+func (c *Cache) changedElsewhere(key string) {
+	if key != "" && c.heldHere(key) {
+		return
+	}
+	c.dropStale(key, key == "")
+}
 
 // dropStale removes this process's copy of key, or all copies, and counts
 // an invalidation.

@@ -31,6 +31,11 @@ type flight struct {
 	write       sync.Mutex // held while the loaded value is being stored
 	invalidated bool       // guarded by write: the value must not be stored
 
+	// held: this process holds (or may hold) the key's lease, so that the
+	// store's reports of changes to the key are taken for its own lock
+	// writes (see Cache.changedElsewhere); guarded by Cache.flightMu.
+	held bool
+
 	// Set by the flight's own goroutine only:
 	token     string // the key's cross-process lease, when held (or maybe held: see lockOrWait)
 	renewStop func() // stops the lease's renewal

@@ -469,13 +469,22 @@ func (c *Cache) beginWrite(ctx context.Context, f *flight) (_ context.Context, d
 // failure with msg.
 func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep, staleTTL time.Duration, msg string) {
 	data := e.Append(nil)
+	copies := !c.local && staleTTL > 0 && e.needsHeader()
 	var err error
 	switch {
 	case f.token != "":
 		var stored bool
 		stored, err = c.locker.Fill(ctx, f.key, f.token, data, keep)
+		if err == nil && stored && copies && c.nearOn() {
+			c.stats.sets.add()
+			c.readBack(ctx, f, data, cmp.Or(keep, staleTTL))
+			return
+		}
+		c.setHeld(f, false)
 		if err == nil && !stored {
+			// Another process deleted, replaced or took over the key.
 			c.log.DebugContext(ctx, "cache lease lost before the loaded value was stored", "key", f.key)
+			c.dropStale(f.key, false)
 			return
 		}
 	case c.locker != nil:
@@ -496,7 +505,33 @@ func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep, staleTTL ti
 	} else {
 		c.stats.sets.add()
 	}
-	if !c.local && staleTTL > 0 && e.needsHeader() {
+	if copies {
 		c.keepStaleBytes(f.key, data, cmp.Or(keep, staleTTL))
+	}
+}
+
+// readBack keeps this process's fail-safe copy of data, which f has just
+// filled, after reading the key back through the store's near cache. A
+// write ends every client's tracking of the key, the writer's included, so
+// without the read the store would not hear of another process's Delete
+// until this process read the key again, and the copy would outlive it.
+//
+// f still counts as holding the lease during the read, so that the report
+// of its own Fill, which comes before the read's answer, is not taken for
+// another process's change. A change before the read shows in what it
+// reads (other bytes, or none); one after it removes the answer from the
+// near cache (NearHolds), or, once f no longer holds, moves the
+// invalidation count. In each case the copy is not kept.
+func (c *Cache) readBack(ctx context.Context, f *flight, data []byte, keep time.Duration) {
+	b, found, _, err := c.near.GetNear(ctx, f.key)
+	c.setHeld(f, false)
+	epoch := c.invalidations.of(f.key)
+	switch {
+	case err != nil:
+		c.keepCopy(f.key, data, keep, &epoch) // unknown: kept, as when the store fails
+	case !found || !bytes.Equal(b, data) || !c.near.NearHolds(f.key):
+		c.dropStale(f.key, false)
+	default:
+		c.keepCopy(f.key, data, keep, &epoch)
 	}
 }

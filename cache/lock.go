@@ -93,6 +93,9 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 	cleared := false // an entry this load cannot use was deleted once
 	for {
 		filled, stop := c.locker.Watch(j.key)
+		// Held from before the Lock: the store's report of the Lock's own
+		// write may come before the Lock returns.
+		c.setHeld(f, true)
 		acquired, cur, found, err := c.locker.Lock(ctx, j.key, token, c.lease, seen)
 		if err != nil {
 			stop()
@@ -109,6 +112,14 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 			return nil, false, nil
 		}
 		e, perr := ParseEntry(cur)
+		if !acquired {
+			c.setHeld(f, false)
+			if c.nearOn() && (!found || perr != nil || !e.Created.Equal(seen)) {
+				// Changed since this process saw it, maybe while a report
+				// of the change was taken for this Lock's.
+				c.dropStale(j.key, false)
+			}
+		}
 		if acquired {
 			stop()
 			f.token = token
@@ -220,10 +231,58 @@ func (c *Cache) startRenew(f *flight, token string) (stop func()) {
 }
 
 // unlock releases f's lease, logging a failure: the lease ends by itself.
+//
+// With a near cache, the store's reports of changes to the key are taken
+// for f's own lock writes while f holds the lease (changedElsewhere). So
+// before it unlocks, a lease found lost means another process changed the
+// key during the load (a foreign change always takes the lease with it),
+// and this process's fail-safe copy goes. After it unlocks, a read of the
+// key, still held, lets the report of the Unlock's own write come first:
+// then the copy is kept only if the key still holds its value.
 func (c *Cache) unlock(ctx context.Context, f *flight) {
+	near := c.nearOn()
+	if near {
+		if held, err := c.locker.Renew(ctx, f.key, f.token, c.lease); err == nil && !held {
+			c.dropStale(f.key, false)
+		}
+	}
 	if err := c.locker.Unlock(ctx, f.key, f.token); err != nil && !errors.Is(err, ErrClosed) {
 		c.log.WarnContext(ctx, "cache unlock failed; the lease will lapse", "key", f.key, "err", err)
 	}
+	if near {
+		if have := c.localStale(f.key); have.ok {
+			b, found, _, err := c.near.GetNear(ctx, f.key)
+			c.setHeld(f, false)
+			if err == nil {
+				if e, perr := ParseEntry(b); !found || perr != nil || !e.Created.Equal(have.e.Created) || !c.near.NearHolds(f.key) {
+					c.dropStale(f.key, false)
+				}
+			}
+			return
+		}
+	}
+	c.setHeld(f, false)
+}
+
+// setHeld records whether f holds, or may hold, its key's lease: while it
+// does, the store's reports of changes to the key are taken for f's own
+// lock writes (see changedElsewhere).
+func (c *Cache) setHeld(f *flight, held bool) {
+	c.flightMu.Lock()
+	f.held = held
+	c.flightMu.Unlock()
+}
+
+// heldHere reports whether a flight of this process holds key's lease.
+func (c *Cache) heldHere(key string) bool {
+	c.flightMu.Lock()
+	defer c.flightMu.Unlock()
+	for _, f := range c.flights[key] {
+		if f.held {
+			return true
+		}
+	}
+	return false
 }
 
 // newToken returns a random lease token: 128 bits in hex.

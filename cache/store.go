@@ -79,6 +79,15 @@ type NearCacher interface {
 	// NearUsage returns how many entries the near cache holds and the
 	// memory it accounts for them, in bytes.
 	NearUsage() (entries int, bytes int64)
+	// NearHolds reports whether the near cache holds an answer for key now,
+	// without a round trip: true means that no change to the key has been
+	// reported since that answer was read.
+	NearHolds(key string) bool
+	// NearEnabled reports whether the near cache is in use: a store may
+	// have one that is off (by configuration, or because its server
+	// refused what it needs). While it is off, GetNear is Get, and OnChange's
+	// function is not called.
+	NearEnabled() bool
 	// OnChange sets the function the store calls when it learns that a
 	// key changed in the shared store, by any client: key is "" when every
 	// key may have changed (the database was flushed). [New] sets it, so

@@ -54,6 +54,7 @@ var nearTests = []struct {
 	{"GetNear/expired_never_read", testNearExpiry},
 	{"OnChange/told_of_other_clients_writes", testNearOnChange},
 	{"NearUsage/counts_entries", testNearUsage},
+	{"NearHolds/until_a_change", testNearHolds},
 }
 
 // getNear reads key through n, failing the test on an error.
@@ -218,5 +219,27 @@ func testNearUsage(t *testing.T, n cache.NearCacher, a, _ cache.Store) {
 	// most of the 10, and their bytes at least.
 	if entries, bytes := n.NearUsage(); entries < 5 || bytes < int64(entries)*int64(len("k0value")) {
 		t.Fatalf("NearUsage = %d entries, %d bytes after 10 keys were read; it counts what the near cache holds", entries, bytes)
+	}
+}
+
+func testNearHolds(t *testing.T, n cache.NearCacher, _, b cache.Store) {
+	const rule = "NearHolds is true while the near cache holds an answer for the key, and false once a change to it was reported"
+	mustSet(t, b, "k", []byte("1"), 0)
+	deadline := time.Now().Add(5 * time.Second)
+	for !n.NearHolds("k") {
+		getNear(t, n, "k")
+		if time.Now().After(deadline) {
+			t.Fatalf("NearHolds(k) still false 5s after reads of it; %s", rule)
+		}
+	}
+	if n.NearHolds("never-read") {
+		t.Fatalf("NearHolds of a key never read = true; %s", rule)
+	}
+	mustSet(t, b, "k", []byte("2"), 0)
+	for n.NearHolds("k") {
+		if time.Now().After(deadline.Add(5 * time.Second)) {
+			t.Fatalf("NearHolds(k) still true 5s after another client's write; %s", rule)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

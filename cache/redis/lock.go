@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -259,30 +258,7 @@ func (s *Store) Fill(ctx context.Context, key, token string, entry []byte, ttl t
 	if err != nil {
 		return false, s.fail("fill", err)
 	}
-	if n == 1 {
-		s.readBack(ctx, key, entry)
-	}
 	return n == 1, nil
-}
-
-// readBack reads key through the near cache after this process filled it
-// with entry. A write ends every client's tracking of the key, this
-// process's included, so without it Redis would not tell the process of a
-// Delete by another until it next read the key, and the copy that
-// fail-safe keeps of what it filled would outlive the Delete. The read
-// tracks the key again, and near-caches the value for the next hit; if
-// another client changed the key in between, the change is reported as an
-// invalidation would have been.
-func (s *Store) readBack(ctx context.Context, key string, entry []byte) {
-	if s.near == nil || !s.nearOn.Load() {
-		return
-	}
-	b, found, err := s.nearMiss(ctx, key)
-	if err == nil && (!found || !bytes.Equal(b, entry)) {
-		if fn := s.near.onChange.Load(); fn != nil {
-			(*fn)(key)
-		}
-	}
 }
 
 // Unlock implements [cache.Locker]: a placeholder is deleted, an entry's

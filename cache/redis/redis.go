@@ -606,6 +606,19 @@ func (s *Store) nearMiss(ctx context.Context, key string) ([]byte, bool, error) 
 	return a.b, true, nil
 }
 
+// NearEnabled implements [cache.NearCacher]: near_cache is on, and the
+// server has not refused client tracking.
+func (s *Store) NearEnabled() bool { return s.near != nil && s.nearOn.Load() }
+
+// NearHolds implements [cache.NearCacher].
+func (s *Store) NearHolds(key string) bool {
+	if !s.NearEnabled() {
+		return false
+	}
+	_, ok := s.near.get(key)
+	return ok
+}
+
 // NearUsage implements [cache.NearCacher].
 func (s *Store) NearUsage() (entries int, bytes int64) {
 	if s.near == nil {
