@@ -59,6 +59,7 @@ func TestChaosFail(t *testing.T) {
 	if got, err := cache.GetOrSet(ctx, c, "k2", 0, func(context.Context) (string, error) { return "loaded", nil }); err != nil || got != "loaded" {
 		t.Fatalf("GetOrSet with the store failing = %q, %v, want its load's value", got, err)
 	}
+	c.WaitIdle(ctx) // its store of the loaded value, after the caller got it, fails too
 	if err := c.Ping(ctx); !errors.Is(err, errBoom) {
 		t.Fatalf("Ping with every call failing = %v, want the injected error", err)
 	}
