@@ -42,6 +42,14 @@ func TestNearConformance(t *testing.T) {
 	nearConformance(t, "redis://"+srv.Addr+"/0")
 }
 
+// TestNearConformanceOtherDatabase: invalidations of a database other than
+// 0 reach the near cache too (tracking is per connection, the keys per
+// database).
+func TestNearConformanceOtherDatabase(t *testing.T) {
+	srv := redistest.Start(t)
+	nearConformance(t, "redis://"+srv.Addr+"/3")
+}
+
 func TestNearConformanceCluster(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
 	a := cl.Addrs()
