@@ -2,8 +2,9 @@ package bench
 
 import (
 	"fmt"
-	"runtime"
 	"testing"
+
+	"github.com/ushka-go/ushka/internal/testutil"
 )
 
 // BenchmarkMemoryPerEntry fills each in-memory peer with 1M small structs
@@ -22,7 +23,7 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 	for _, p := range inMemoryPeers() {
 		b.Run("peer="+p.name, func(b *testing.B) {
 			for range b.N {
-				before := heapInUse()
+				before := testutil.HeapAlloc()
 				s := p.new()
 				for _, k := range keys {
 					if err := s.SetUser(k, &u); err != nil {
@@ -39,7 +40,7 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 						w.wait()
 					}
 				}
-				after := heapInUse()
+				after := testutil.HeapAlloc()
 				var dst User
 				held := 0
 				for _, k := range keys[:1000] {
@@ -53,12 +54,4 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 			}
 		})
 	}
-}
-
-func heapInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }

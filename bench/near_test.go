@@ -11,6 +11,7 @@ import (
 
 	"github.com/ushka-go/ushka/cache"
 	"github.com/ushka-go/ushka/internal/redistest"
+	"github.com/ushka-go/ushka/internal/testutil"
 )
 
 // warm reads every key once, from 16 goroutines, so that a near cache
@@ -128,12 +129,12 @@ func BenchmarkNearMemoryPerEntry(b *testing.B) {
 			NearCache: true, NearCacheMaxBytes: 1 << 30}).(ushkaStore)
 		var dst User
 		reader.c.Get(context.Background(), "warm", &dst) // connect
-		before := heapInUse()
+		before := testutil.HeapAlloc()
 		each(reader, func(s ushkaStore, k string) error {
 			_, err := s.c.Get(context.Background(), k, &dst)
 			return err
 		})
-		after := heapInUse()
+		after := testutil.HeapAlloc()
 		st := reader.c.Stats()
 		if st.NearEntries < n {
 			b.Fatalf("near cache holds %d entries, want %d", st.NearEntries, n)

@@ -511,27 +511,34 @@ func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep, staleTTL ti
 }
 
 // readBack keeps this process's fail-safe copy of data, which f has just
-// filled, after reading the key back through the store's near cache. A
-// write ends every client's tracking of the key, the writer's included, so
-// without the read the store would not hear of another process's Delete
-// until this process read the key again, and the copy would outlive it.
+// filled, if the key still holds it (see stillHolds). A write ends every
+// client's tracking of the key, the writer's included, so without the read
+// the store would not hear of another process's Delete until this process
+// read the key again, and the copy would outlive it.
+func (c *Cache) readBack(ctx context.Context, f *flight, data []byte, keep time.Duration) {
+	holds, err := c.stillHolds(ctx, f, func(b []byte) bool { return bytes.Equal(b, data) })
+	epoch := c.invalidations.of(f.key)
+	if err == nil && !holds {
+		c.dropStale(f.key, false)
+		return
+	}
+	c.keepCopy(f.key, data, keep, &epoch) // after an error too: unknown, kept as when the store fails
+}
+
+// stillHolds reads f's key back through the store's near cache and then
+// ends f's hold on the lease. It reports whether the key was there and same
+// accepts its bytes, and no change to it was reported after the read.
 //
 // f still counts as holding the lease during the read, so that the report
-// of its own Fill, which comes before the read's answer, is not taken for
-// another process's change. A change before the read shows in what it
-// reads (other bytes, or none); one after it removes the answer from the
-// near cache (NearHolds), or, once f no longer holds, moves the
-// invalidation count. In each case the copy is not kept.
-func (c *Cache) readBack(ctx context.Context, f *flight, data []byte, keep time.Duration) {
+// of its own last write, which comes before the read's answer, is not taken
+// for another process's change. A change before the read shows in what it
+// reads; one after it removes the answer from the near cache (NearHolds),
+// or, once f no longer holds, moves the invalidation count.
+func (c *Cache) stillHolds(ctx context.Context, f *flight, same func([]byte) bool) (bool, error) {
 	b, found, _, err := c.near.GetNear(ctx, f.key)
 	c.setHeld(f, false)
-	epoch := c.invalidations.of(f.key)
-	switch {
-	case err != nil:
-		c.keepCopy(f.key, data, keep, &epoch) // unknown: kept, as when the store fails
-	case !found || !bytes.Equal(b, data) || !c.near.NearHolds(f.key):
-		c.dropStale(f.key, false)
-	default:
-		c.keepCopy(f.key, data, keep, &epoch)
+	if err != nil {
+		return false, err
 	}
+	return found && same(b) && c.near.NearHolds(f.key), nil
 }

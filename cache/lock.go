@@ -236,9 +236,8 @@ func (c *Cache) startRenew(f *flight, token string) (stop func()) {
 // for f's own lock writes while f holds the lease (changedElsewhere). So
 // before it unlocks, a lease found lost means another process changed the
 // key during the load (a foreign change always takes the lease with it),
-// and this process's fail-safe copy goes. After it unlocks, a read of the
-// key, still held, lets the report of the Unlock's own write come first:
-// then the copy is kept only if the key still holds its value.
+// and this process's fail-safe copy goes. After it unlocks, the copy is
+// kept only if the key still holds its value (stillHolds).
 func (c *Cache) unlock(ctx context.Context, f *flight) {
 	near := c.nearOn()
 	if near {
@@ -249,17 +248,15 @@ func (c *Cache) unlock(ctx context.Context, f *flight) {
 	if err := c.locker.Unlock(ctx, f.key, f.token); err != nil && !errors.Is(err, ErrClosed) {
 		c.log.WarnContext(ctx, "cache unlock failed; the lease will lapse", "key", f.key, "err", err)
 	}
-	if near {
-		if have := c.localStale(f.key); have.ok {
-			b, found, _, err := c.near.GetNear(ctx, f.key)
-			c.setHeld(f, false)
-			if err == nil {
-				if e, perr := ParseEntry(b); !found || perr != nil || !e.Created.Equal(have.e.Created) || !c.near.NearHolds(f.key) {
-					c.dropStale(f.key, false)
-				}
-			}
-			return
+	if have := c.localStale(f.key); near && have.ok {
+		holds, err := c.stillHolds(ctx, f, func(b []byte) bool {
+			e, perr := ParseEntry(b)
+			return perr == nil && e.Created.Equal(have.e.Created) // Unlock keeps the value
+		})
+		if err == nil && !holds {
+			c.dropStale(f.key, false)
 		}
+		return
 	}
 	c.setHeld(f, false)
 }

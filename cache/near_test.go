@@ -16,14 +16,13 @@ import (
 // defaults: one process's worth of state, as redisCache's.
 func nearCache(t *testing.T, srv *redistest.Server, opts ...cache.GetOrSetOption) *cache.Cache {
 	t.Helper()
-	c, err := cache.Open(t.Context(), cache.Config{Enabled: true, Backend: "redis",
-		RedisURL: cache.SecretURL("redis://" + srv.Addr), Timeout: 200 * time.Millisecond, NearCache: true},
-		cache.WithLogger(nil), cache.WithGetOrSetDefaults(opts...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return nearCacheWithin(t, srv, 200*time.Millisecond, opts...)
+}
+
+// nearCacheWithin is nearCache with another timeout.
+func nearCacheWithin(t *testing.T, srv *redistest.Server, timeout time.Duration, opts ...cache.GetOrSetOption) *cache.Cache {
+	t.Helper()
+	return openRedisCache(t, srv, cache.Config{Timeout: timeout, NearCache: true}, opts...)
 }
 
 // TestNearCacheCarriesAnotherProcesssDelete: with the near cache on, a
@@ -192,17 +191,4 @@ func TestNearCacheFailingRefreshKeepsTheCopy(t *testing.T) {
 	if v, err := cache.GetOrSet(ctx, a, "k", 300*time.Millisecond, src.load); err != nil || v != 1 {
 		t.Fatalf("GetOrSet with Redis dead and the load failing = %d, %v, want the stale 1", v, err)
 	}
-}
-
-// nearCacheWithin is nearCache with another timeout.
-func nearCacheWithin(t *testing.T, srv *redistest.Server, timeout time.Duration, opts ...cache.GetOrSetOption) *cache.Cache {
-	t.Helper()
-	c, err := cache.Open(t.Context(), cache.Config{Enabled: true, Backend: "redis",
-		RedisURL: cache.SecretURL("redis://" + srv.Addr), Timeout: timeout, NearCache: true},
-		cache.WithLogger(nil), cache.WithGetOrSetDefaults(opts...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }

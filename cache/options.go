@@ -79,13 +79,14 @@ func WithGetOrSetDefaults(opts ...GetOrSetOption) Option {
 	}}
 }
 
-// optionsLogger returns the logger opts give a Cache: the last
-// [WithLogger]'s, or [slog.Default]. [Open] hands it to the store it opens.
+// optionsLogger returns the logger opts give a Cache ([WithLogger]'s, or
+// [slog.Default]), by applying them to a Cache that is then dropped: an
+// option only sets fields. [Open] hands it to the store it opens.
 func optionsLogger(opts []Option) *slog.Logger {
 	probe := &Cache{log: slog.Default()}
 	for _, o := range opts {
-		if f, ok := o.(optionFunc); ok && f.name == "WithLogger" {
-			f.apply(probe)
+		if o != nil {
+			o.apply(probe)
 		}
 	}
 	return probe.log

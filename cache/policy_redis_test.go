@@ -17,9 +17,15 @@ import (
 
 func redisCache(t *testing.T, srv *redistest.Server, opts ...cache.GetOrSetOption) *cache.Cache {
 	t.Helper()
-	c, err := cache.Open(t.Context(), cache.Config{Enabled: true, Backend: "redis",
-		RedisURL: cache.SecretURL("redis://" + srv.Addr), Timeout: 200 * time.Millisecond},
-		cache.WithLogger(nil), cache.WithGetOrSetDefaults(opts...))
+	return openRedisCache(t, srv, cache.Config{Timeout: 200 * time.Millisecond}, opts...)
+}
+
+// openRedisCache opens a cache with cfg's fields on srv, closed at the end of
+// the test, and waits until it answers.
+func openRedisCache(t *testing.T, srv *redistest.Server, cfg cache.Config, opts ...cache.GetOrSetOption) *cache.Cache {
+	t.Helper()
+	cfg.Enabled, cfg.Backend, cfg.RedisURL = true, "redis", cache.SecretURL("redis://"+srv.Addr)
+	c, err := cache.Open(t.Context(), cfg, cache.WithLogger(nil), cache.WithGetOrSetDefaults(opts...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -243,6 +243,7 @@ func (s *Store) Fill(ctx context.Context, key, token string, entry []byte, ttl t
 	if ttl < 0 {
 		return false, s.fail("fill", fmt.Errorf("%w %v", cache.ErrInvalidTTL, ttl))
 	}
+	defer s.forget(key) // each script may write the entry
 	ctx, cancel, c, err := s.begin(ctx)
 	defer cancel()
 	if err != nil {
@@ -254,7 +255,6 @@ func (s *Store) Fill(ctx context.Context, key, token string, entry []byte, ttl t
 	}
 	n, err := fillScript.Exec(ctx, c, []string{s.prefix + key},
 		[]string{token, px, rueidis.BinaryString(entry), s.prefix + FilledChannel, key}).AsInt64()
-	s.forget(key) // the script may have written the entry, whatever the error
 	if err != nil {
 		return false, s.fail("fill", err)
 	}

@@ -51,9 +51,7 @@ func TestNearConformanceOtherDatabase(t *testing.T) {
 }
 
 func TestNearConformanceCluster(t *testing.T) {
-	cl := redistest.StartCluster(t, 3)
-	a := cl.Addrs()
-	nearConformance(t, "redis://"+a[0]+"?addr="+a[1]+"&addr="+a[2])
+	nearConformance(t, clusterURL(redistest.StartCluster(t, 3)))
 }
 
 // getNear reads key through s's near cache, failing the test on an error.
@@ -271,9 +269,7 @@ func TestNearDropsEverythingWhenTheConnectionIsLost(t *testing.T) {
 // TestNearCluster: on a Cluster of three masters, a reader near-caches keys
 // of every slot, and a second client's writes reach it.
 func TestNearCluster(t *testing.T) {
-	cl := redistest.StartCluster(t, 3)
-	a := cl.Addrs()
-	url := "redis://" + a[0] + "?addr=" + a[1] + "&addr=" + a[2]
+	url := clusterURL(redistest.StartCluster(t, 3))
 	prefix := uniquePrefix(t)
 	reader := openStore(t, nearConfig(url, prefix))
 	writer := openStore(t, nearConfig(url, prefix))
@@ -412,12 +408,12 @@ func TestNearMaxBytes(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	before := heapAlloc()
+	before := testutil.HeapAlloc()
 	parallel(func(k string) error {
 		_, _, _, err := s.GetNear(ctx, k)
 		return err
 	})
-	held := int64(heapAlloc()) - int64(before)
+	held := int64(testutil.HeapAlloc()) - int64(before)
 	entries, used := s.NearUsage()
 	t.Logf("after reading %d values of %d bytes: %d entries, %d bytes counted, heap grew by %d bytes (%.2f x the bound)",
 		n, len(value), entries, used, held, float64(held)/maxBytes)
@@ -428,14 +424,6 @@ func TestNearMaxBytes(t *testing.T) {
 		t.Fatalf("the heap grew by %d bytes, more than 1.1 x near_cache_max_bytes (%d)", held, maxBytes)
 	}
 	runtime.KeepAlive(s)
-}
-
-func heapAlloc() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 // TestNearCloseEndsReads: Close with reads waiting on a stopped server
@@ -474,8 +462,7 @@ func TestNearCloseEndsReads(t *testing.T) {
 // masters gave it.
 func TestNearClusterFailover(t *testing.T) {
 	cl := redistest.StartClusterWithReplicas(t, 3, 1)
-	a := cl.Addrs()
-	url := "redis://" + a[0] + "?addr=" + a[1] + "&addr=" + a[2]
+	url := clusterURL(cl)
 	prefix := uniquePrefix(t)
 	reader := openStore(t, nearConfig(url, prefix))
 	writer := openStore(t, nearConfig(url, prefix))
@@ -537,18 +524,8 @@ func TestNearRefusedAfterAnACLChange(t *testing.T) {
 	cfg := nearConfig("redis://app:secret@"+srv.Addr, uniquePrefix(t))
 	c := openCache(t, cfg, cache.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	ctx := t.Context()
-	if err := c.Set(ctx, "k", "v", 0); err != nil {
-		t.Fatal(err)
-	}
+	expectOneNearHit(t, c, "before the ACL changes")
 	var v string
-	for range 2 {
-		if _, err := c.Get(ctx, "k", &v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if st := c.Stats(); st.NearHits != 1 {
-		t.Fatalf("Stats = %+v, want a near hit before the ACL changes", st)
-	}
 	srv.Do("ACL", "SETUSER", "app", "-client")
 	srv.Do("CLIENT", "KILL", "USER", "app")
 	deadline := time.Now().Add(10 * time.Second)
@@ -635,9 +612,8 @@ func TestNearACLChangeWithoutReconnecting(t *testing.T) {
 // the write.)
 func TestNearClusterSlotMovesWhileAKeyIsMissing(t *testing.T) {
 	cl := redistest.StartCluster(t, 3)
-	a := cl.Addrs()
 	prefix := uniquePrefix(t)
-	reader := openStore(t, nearConfig("redis://"+a[0]+"?addr="+a[1]+"&addr="+a[2], prefix))
+	reader := openStore(t, nearConfig(clusterURL(cl), prefix))
 	key := prefix + "k"
 	slot := cl.Masters()[0].Do("CLUSTER", "KEYSLOT", key)
 	ids := map[*redistest.Server]string{}
@@ -767,5 +743,24 @@ func TestNearBurstOnASlowServerIsNotRefused(t *testing.T) {
 	wg.Wait()
 	if n := failed.Load(); n > 0 {
 		t.Fatalf("%d of 5000 reads failed on a server that answered within 300ms; the first: %v", n, first.Load())
+	}
+}
+
+// expectOneNearHit sets "k" through c, reads it twice, and checks that the
+// second read was c's one near hit.
+func expectOneNearHit(t *testing.T, c *cache.Cache, when string) {
+	t.Helper()
+	ctx := t.Context()
+	if err := c.Set(ctx, "k", "v", 0); err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	for range 2 {
+		if _, err := c.Get(ctx, "k", &v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.NearHits != 1 {
+		t.Fatalf("Stats = %+v, want one near hit %s", st, when)
 	}
 }

@@ -520,7 +520,7 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
 // until Redis reports a change to it; other keys are read with client
 // tracking on, and kept. Without it, GetNear is Get.
 func (s *Store) GetNear(ctx context.Context, key string) (value []byte, found, near bool, err error) {
-	if s.near != nil && s.nearOn.Load() && !s.closed.Load() {
+	if s.NearEnabled() && !s.closed.Load() {
 		if e, ok := s.near.get(key); ok {
 			return e.value, !e.absent, true, nil
 		}

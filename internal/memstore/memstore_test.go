@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+
+	"github.com/ushka-go/ushka/internal/testutil"
 )
 
 // TestAllocSize checks AllocSize against the runtime itself: append to a nil
@@ -24,15 +26,6 @@ func TestAllocSize(t *testing.T) {
 			t.Errorf("AllocSize(%d) = %d, want %d (the runtime's capacity)", n, got, want)
 		}
 	}
-}
-
-// heapAlloc returns the bytes of live heap objects, after collecting the rest.
-func heapAlloc() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
 
 // TestMaxBytesBoundsHeap is the regression test of issue 8 item 9: with small
@@ -87,7 +80,7 @@ func TestMaxBytesBoundsHeap(t *testing.T) {
 			if tt.slow && raceEnabled {
 				t.Skip("slow under the race detector; run without -race")
 			}
-			before := heapAlloc()
+			before := testutil.HeapAlloc()
 			s, err := New(Options{MaxBytes: int64(tt.maxBytes)})
 			if err != nil {
 				t.Fatal(err)
@@ -103,7 +96,7 @@ func TestMaxBytesBoundsHeap(t *testing.T) {
 				}
 			}
 			n := s.Len()
-			held := heapAlloc() - before
+			held := testutil.HeapAlloc() - before
 			runtime.KeepAlive(s)
 			ratio := float64(held) / float64(tt.maxBytes)
 			perEntry := float64(held) / float64(n)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -89,4 +90,14 @@ func SilentListener(t testing.TB) string {
 		}
 	})
 	return l.Addr().String()
+}
+
+// HeapAlloc returns the bytes of live heap after two garbage collections,
+// for tests and benchmarks that measure what a structure holds.
+func HeapAlloc() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
