@@ -22,7 +22,9 @@ import (
 // any [Store]. A Cache is safe for concurrent use; create it with [Open] from
 // configuration or with [New] over a Store.
 type Cache struct {
-	store      Store
+	store      Store      // the store as the front end calls it: through the breaker, if remote
+	inner      Store      // the store as given
+	brk        *breaker   // the circuit breaker of a remote store (nil: in-process)
 	borrow     borrower   // the store's zero-copy read, when it has one
 	near       NearCacher // the store's near cache, when it has one
 	local      bool       // the store is in this process: a write costs no round trip
@@ -67,6 +69,7 @@ func New(store Store, opts ...Option) *Cache {
 	}
 	c := &Cache{
 		store:   store,
+		inner:   store,
 		codec:   codec.JSON,
 		log:     slog.Default(),
 		timeout: DefaultTimeout,
@@ -83,6 +86,9 @@ func New(store Store, opts ...Option) *Cache {
 	}
 	_, discard := store.(*discardStore)
 	c.local = c.borrow != nil || discard
+	if !c.local {
+		c.guard(backendName(store))
+	}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(c)
@@ -95,8 +101,9 @@ func New(store Store, opts ...Option) *Cache {
 // the changes to the keys it holds (see changedElsewhere).
 func (c *Cache) nearOn() bool { return c.near != nil && c.near.NearEnabled() }
 
-// Store returns the store under c.
-func (c *Cache) Store() Store { return c.store }
+// Store returns the store under c, as it was given to [New] (without the
+// circuit breaker the cache puts in front of a remote store).
+func (c *Cache) Store() Store { return c.inner }
 
 // Codec returns the codec c encodes values with.
 func (c *Cache) Codec() codec.Codec { return c.codec }
@@ -107,6 +114,10 @@ func (c *Cache) Stats() Stats {
 	s := c.stats.snapshot()
 	if c.near != nil {
 		s.NearEntries, s.NearBytes = c.near.NearUsage()
+	}
+	if c.brk != nil {
+		s.Breaker = BreakerState(c.brk.state.Load()).String()
+		s.QueuedNow = c.brk.q.len()
 	}
 	return s
 }
@@ -302,6 +313,12 @@ func (c *Cache) Close() error {
 	// the connections close, each bounded by the timeout: a process that
 	// exits right after GetOrSet returned still shares what it loaded.
 	c.writes.Wait()
+	if c.brk != nil {
+		if lost := c.brk.shutdown(); lost > 0 {
+			c.log.Error("cache closed with invalidations not replayed: the backend did not answer; they are lost",
+				"backend", c.brk.backend, "lost", lost)
+		}
+	}
 	c.staleOnce.Do(func() {}) // no copies are made after Close
 	if s := c.staleStore.Load(); s != nil {
 		s.Close()
@@ -454,5 +471,18 @@ func (c *Cache) failed(ctx context.Context, err error) {
 	if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return
 	}
+	if errors.Is(err, ErrUnavailable) {
+		return // refused by the breaker: counted as Refused
+	}
 	c.stats.errors.add()
+}
+
+// logLevel is the level of a log line about a store call that failed with
+// err: a call the breaker refused is routine while it is open (its opening
+// and closing are logged once each), anything else is a warning.
+func logLevel(err error) slog.Level {
+	if errors.Is(err, ErrUnavailable) {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }

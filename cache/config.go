@@ -108,6 +108,25 @@ type Config struct {
 	// Default 64 MiB.
 	NearCacheMaxBytes int64
 
+	// BreakerFailures is how many calls in a row to a remote store that fail
+	// for want of an answer (an error other than the server refusing the
+	// command, or the timeout) open its circuit breaker: calls then fail at
+	// once with [ErrUnavailable] until a probe finds it answering. Default 3.
+	BreakerFailures int
+	// BreakerHangAfter opens the breaker when the store has answered
+	// nothing for this long while calls waited on it: a hung server is found
+	// without every call waiting out its timeout. Default a quarter of
+	// Timeout.
+	BreakerHangAfter time.Duration
+	// BreakerRetry is how often an open breaker probes the store (one probe
+	// at a time). Default 250ms.
+	BreakerRetry time.Duration
+	// InvalidationQueueMax bounds the invalidations (keys) queued while the
+	// store cannot be reached, to be replayed when it answers. Past it the
+	// queued keys are dropped, loudly, and the whole cache is cleared on
+	// recovery instead. Default 10000.
+	InvalidationQueueMax int
+
 	// Logger receives the events a store logs by itself, such as a near
 	// cache the server refuses. It is not read from ushka.toml: [Open] sets
 	// it from [WithLogger] (or [slog.Default]) before it opens the store.
@@ -142,6 +161,18 @@ func (cfg Config) WithDefaults() Config {
 	}
 	if cfg.NearCacheMaxBytes == 0 {
 		cfg.NearCacheMaxBytes = DefaultNearCacheMaxBytes
+	}
+	if cfg.BreakerFailures == 0 {
+		cfg.BreakerFailures = DefaultBreakerFailures
+	}
+	if cfg.BreakerHangAfter == 0 {
+		cfg.BreakerHangAfter = max(cfg.Timeout/4, time.Millisecond)
+	}
+	if cfg.BreakerRetry == 0 {
+		cfg.BreakerRetry = DefaultBreakerRetry
+	}
+	if cfg.InvalidationQueueMax == 0 {
+		cfg.InvalidationQueueMax = DefaultInvalidationQueue
 	}
 	return cfg
 }
@@ -208,6 +239,7 @@ func (cfg Config) Validate() error {
 	}{
 		{"stale_ttl", cfg.StaleTTL}, {"fail_safe_throttle", cfg.FailSafeThrottle},
 		{"load_timeout", cfg.LoadTimeout}, {"load_hard_timeout", cfg.LoadHardTimeout}, {"lock_lease", cfg.LockLease},
+		{"breaker_hang_after", cfg.BreakerHangAfter}, {"breaker_retry", cfg.BreakerRetry},
 	} {
 		if d.v < 0 {
 			return bad(d.field, "must not be negative, got %s", d.v)
@@ -224,6 +256,18 @@ func (cfg Config) Validate() error {
 	}
 	if cfg.StaleMaxBytes < 0 {
 		return bad("stale_max_bytes", "must not be negative, got %d", cfg.StaleMaxBytes)
+	}
+	if cfg.BreakerFailures < 0 {
+		return bad("breaker_failures", "must not be negative, got %d", cfg.BreakerFailures)
+	}
+	if cfg.InvalidationQueueMax < 0 {
+		return bad("invalidation_queue_max", "must not be negative, got %d", cfg.InvalidationQueueMax)
+	}
+	if cfg.BreakerRetry > 0 && cfg.BreakerRetry < time.Millisecond {
+		return bad("breaker_retry", "must be at least 1ms, got %s", cfg.BreakerRetry)
+	}
+	if cfg.BreakerHangAfter > 0 && cfg.BreakerHangAfter < time.Millisecond {
+		return bad("breaker_hang_after", "must be at least 1ms, got %s", cfg.BreakerHangAfter)
 	}
 	if cfg.NearCacheMaxBytes < 0 {
 		return bad("near_cache_max_bytes", "must not be negative, got %d", cfg.NearCacheMaxBytes)

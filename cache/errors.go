@@ -25,6 +25,12 @@ var (
 	// It is not an outage: the server is up and says no, and retrying the
 	// same command will not help until an operator acts.
 	ErrRefused = errs.ErrRefused
+	// ErrUnavailable reports a call that the cache's circuit breaker
+	// refused at once, without asking the backend: the backend failed or
+	// stopped answering (see [BreakerStatus]), and is being probed until it
+	// answers again. The error names the backend and why it is thought
+	// down. An invalidation refused this way is queued and replayed.
+	ErrUnavailable = errs.ErrUnavailable
 )
 
 // MaxTTL is the longest time-to-live a [Cache] accepts: 100 years (of 365

@@ -112,7 +112,7 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 		}
 		return zero, fmt.Errorf("cache: get %q: %w", key, err)
 	case err != nil:
-		c.stats.errors.add()
+		c.failed(ctx, err)
 		if p.staleTTL > 0 {
 			stale = c.localStale(key)
 			if stale.ok && stale.e.freshAt(now) {
@@ -126,7 +126,7 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 				}
 			}
 		}
-		c.log.WarnContext(ctx, "cache read failed; loading instead", "key", key, "err", err)
+		c.log.Log(ctx, logLevel(err), "cache read failed; loading instead", "key", key, "err", err)
 	case found && !e.Placeholder:
 		c.stats.misses.add()
 		if p.staleTTL > 0 {
@@ -493,14 +493,14 @@ func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep, staleTTL ti
 		// The value is not stored; this process keeps its copy below.
 		err = errNoLease
 	default:
-		err = c.store.Set(ctx, f.key, data, keep)
+		err = c.setLoaded(ctx, f.key, data, keep)
 	}
 	if errors.Is(err, errNoLease) {
 		c.log.DebugContext(ctx, "cache value loaded without the key's lease is not stored", "key", f.key)
 	} else if err != nil {
 		c.failed(ctx, err)
 		if !errors.Is(err, ErrClosed) {
-			c.log.WarnContext(ctx, msg, "key", f.key, "err", fmt.Errorf("cache: set %q: %w", f.key, err))
+			c.log.Log(ctx, logLevel(err), msg, "key", f.key, "err", fmt.Errorf("cache: set %q: %w", f.key, err))
 		}
 	} else {
 		c.stats.sets.add()
@@ -532,7 +532,7 @@ func (c *Cache) readBack(ctx context.Context, f *flight, data []byte, keep time.
 // f still counts as holding the lease during the read, so that the report
 // of its own last write, which comes before the read's answer, is not taken
 // for another process's change. A change before the read shows in what it
-// reads; one after it removes the answer from the near cache (NearHolds),
+// reads; one after it removes the answer from the near cache (NearPeek),
 // or, once f no longer holds, moves the invalidation count.
 func (c *Cache) stillHolds(ctx context.Context, f *flight, same func([]byte) bool) (bool, error) {
 	b, found, _, err := c.near.GetNear(ctx, f.key)
@@ -540,5 +540,6 @@ func (c *Cache) stillHolds(ctx context.Context, f *flight, same func([]byte) boo
 	if err != nil {
 		return false, err
 	}
-	return found && same(b) && c.near.NearHolds(f.key), nil
+	_, _, held := c.near.NearPeek(f.key)
+	return found && same(b) && held, nil
 }

@@ -102,6 +102,10 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 			if errors.Is(err, ErrClosed) {
 				return nil, false, err // no load after Close
 			}
+			if errors.Is(err, ErrUnavailable) {
+				c.setHeld(f, false)
+				return nil, false, nil // never sent: load without the lease
+			}
 			// Load anyway, keeping the token: a Lock that timed out here may
 			// still have run on a busy server. Then the Fill with this token
 			// stores the value and releases the lease; otherwise it is
@@ -246,7 +250,7 @@ func (c *Cache) unlock(ctx context.Context, f *flight) {
 		}
 	}
 	if err := c.locker.Unlock(ctx, f.key, f.token); err != nil && !errors.Is(err, ErrClosed) {
-		c.log.WarnContext(ctx, "cache unlock failed; the lease will lapse", "key", f.key, "err", err)
+		c.log.Log(ctx, logLevel(err), "cache unlock failed; the lease will lapse", "key", f.key, "err", err)
 	}
 	if have := c.localStale(f.key); near && have.ok {
 		holds, err := c.stillHolds(ctx, f, func(b []byte) bool {

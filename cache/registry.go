@@ -104,7 +104,14 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Cache, error) {
 	base = append(base, WithGetOrSetDefaults(
 		StaleFor(cfg.StaleTTL), RefreshAhead(cfg.RefreshAhead), FailSafeThrottle(cfg.FailSafeThrottle),
 		LoadTimeout(cfg.LoadTimeout), LoadHardTimeout(cfg.LoadHardTimeout)))
+	base = append(base, WithBreaker(BreakerConfig{
+		Failures: cfg.BreakerFailures, HangAfter: cfg.BreakerHangAfter,
+		Retry: cfg.BreakerRetry, QueueMax: cfg.InvalidationQueueMax,
+	}))
 	c := New(store, append(base, opts...)...)
+	if c.brk != nil {
+		c.brk.backend = cfg.Backend
+	}
 	c.timeout = cfg.Timeout
 	c.lease = cfg.LockLease
 	c.staleMaxBytes = cfg.StaleMaxBytes

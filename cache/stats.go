@@ -31,6 +31,28 @@ type Stats struct {
 	// near_cache_max_bytes sets). Zero without a near cache.
 	NearEntries int   `json:"near_entries"`
 	NearBytes   int64 `json:"near_bytes"`
+
+	// Breaker is the state of the circuit breaker in front of a remote
+	// store: "closed", "open" or "half_open" (see [BreakerState]); empty for
+	// an in-process store, which has none.
+	Breaker string `json:"breaker,omitempty"`
+	// BreakerOpened counts the times the breaker opened.
+	BreakerOpened uint64 `json:"breaker_opened"`
+	// Refused counts the calls the breaker refused at once with
+	// [ErrUnavailable], without asking the store.
+	Refused uint64 `json:"refused"`
+	// Queued counts the invalidations (Delete, Clear, and the Delete a
+	// failed Set owes) queued because the store did not answer.
+	Queued uint64 `json:"queued"`
+	// Replayed counts the queued invalidations applied to the store once it
+	// answered again.
+	Replayed uint64 `json:"replayed"`
+	// Dropped counts the queued invalidations dropped because the queue was
+	// full (invalidation_queue_max); a Clear of the whole cache, replayed in
+	// their place, removes what they would have.
+	Dropped uint64 `json:"dropped"`
+	// QueuedNow is how many invalidations wait to be replayed now.
+	QueuedNow int `json:"queued_now"`
 }
 
 // HitRatio returns Hits / (Hits + Misses), or 0 before any read.
@@ -61,6 +83,7 @@ type counters struct {
 	_                                          [64]byte
 	hits, misses, sets, deletes, loads, errors counter
 	stale, refreshes, nearHits                 counter
+	opened, refused, queued, replayed, dropped counter
 }
 
 func (c *counters) snapshot() Stats {
@@ -74,5 +97,11 @@ func (c *counters) snapshot() Stats {
 		Stale:     c.stale.load(),
 		Refreshes: c.refreshes.load(),
 		NearHits:  c.nearHits.load(),
+
+		BreakerOpened: c.opened.load(),
+		Refused:       c.refused.load(),
+		Queued:        c.queued.load(),
+		Replayed:      c.replayed.load(),
+		Dropped:       c.dropped.load(),
 	}
 }

@@ -79,10 +79,14 @@ type NearCacher interface {
 	// NearUsage returns how many entries the near cache holds and the
 	// memory it accounts for them, in bytes.
 	NearUsage() (entries int, bytes int64)
-	// NearHolds reports whether the near cache holds an answer for key now,
-	// without a round trip: true means that no change to the key has been
-	// reported since that answer was read.
-	NearHolds(key string) bool
+	// NearPeek returns the near cache's answer for key, without a round
+	// trip: held reports that it holds one (value and found are then what
+	// GetNear would return), and that no change to the key has been
+	// reported since it was read. It must be as cheap as a near hit: the
+	// front end calls it before every read that may go to the store, so
+	// that a near hit needs nothing more. The returned slice is shared: the
+	// caller must not modify it.
+	NearPeek(key string) (value []byte, found, held bool)
 	// NearEnabled reports whether the near cache is in use: a store may
 	// have one that is off (by configuration, or because its server
 	// refused what it needs). While it is off, GetNear is Get, and OnChange's

@@ -216,6 +216,11 @@ type fileCache struct {
 
 	NearCache         any `toml:"near_cache"`
 	NearCacheMaxBytes any `toml:"near_cache_max_bytes"`
+
+	BreakerFailures      any `toml:"breaker_failures"`
+	BreakerHangAfter     any `toml:"breaker_hang_after"`
+	BreakerRetry         any `toml:"breaker_retry"`
+	InvalidationQueueMax any `toml:"invalidation_queue_max"`
 }
 
 // knownKeys are the valid dotted keys, for "did you mean" suggestions.
@@ -225,6 +230,7 @@ var knownKeys = []string{
 	"cache.stale_ttl", "cache.refresh_ahead", "cache.fail_safe_throttle", "cache.stale_max_bytes",
 	"cache.load_timeout", "cache.load_hard_timeout", "cache.lock_lease",
 	"cache.near_cache", "cache.near_cache_max_bytes",
+	"cache.breaker_failures", "cache.breaker_hang_after", "cache.breaker_retry", "cache.invalidation_queue_max",
 }
 
 func parse(file string, data []byte) (*Config, sources, error) {
@@ -253,14 +259,7 @@ func parse(file string, data []byte) (*Config, sources, error) {
 		{"codec", c.Codec, func(v any) (err error) { out.Codec, err = asString(v); return }},
 		{"timeout", c.Timeout, func(v any) (err error) { out.Timeout, err = asDuration(v); return }},
 		{"max_bytes", c.MaxBytes, func(v any) (err error) { out.MaxBytes, err = asSize(v); return }},
-		{"max_entries", c.MaxEntries, func(v any) error {
-			n, err := asInt(v)
-			if err == nil && n > math.MaxInt32 {
-				err = fmt.Errorf("must be at most %d, got %d", math.MaxInt32, n)
-			}
-			out.MaxEntries = int(n)
-			return err
-		}},
+		{"max_entries", c.MaxEntries, func(v any) error { n, err := asCount(v); out.MaxEntries = n; return err }},
 		{"stale_ttl", c.StaleTTL, func(v any) (err error) { out.StaleTTL, err = asDuration(v); return }},
 		{"refresh_ahead", c.RefreshAhead, func(v any) (err error) { out.RefreshAhead, err = asFraction(v); return }},
 		{"fail_safe_throttle", c.FailSafeThrottle, func(v any) (err error) { out.FailSafeThrottle, err = asDuration(v); return }},
@@ -270,6 +269,10 @@ func parse(file string, data []byte) (*Config, sources, error) {
 		{"lock_lease", c.LockLease, func(v any) (err error) { out.LockLease, err = asDuration(v); return }},
 		{"near_cache", c.NearCache, func(v any) (err error) { out.NearCache, err = asBool(v); return }},
 		{"near_cache_max_bytes", c.NearCacheMaxBytes, func(v any) (err error) { out.NearCacheMaxBytes, err = asSize(v); return }},
+		{"breaker_failures", c.BreakerFailures, func(v any) error { n, err := asCount(v); out.BreakerFailures = n; return err }},
+		{"breaker_hang_after", c.BreakerHangAfter, func(v any) (err error) { out.BreakerHangAfter, err = asDuration(v); return }},
+		{"breaker_retry", c.BreakerRetry, func(v any) (err error) { out.BreakerRetry, err = asDuration(v); return }},
+		{"invalidation_queue_max", c.InvalidationQueueMax, func(v any) error { n, err := asCount(v); out.InvalidationQueueMax = n; return err }},
 	}
 	for _, f := range conv {
 		if f.v == nil {
@@ -442,6 +445,15 @@ func asString(v any) (string, error) {
 		return "", typeError("a string", v)
 	}
 	return s, nil
+}
+
+// asCount reads a count: an integer up to math.MaxInt32.
+func asCount(v any) (int, error) {
+	n, err := asInt(v)
+	if err == nil && n > math.MaxInt32 {
+		err = fmt.Errorf("must be at most %d, got %d", math.MaxInt32, n)
+	}
+	return int(n), err
 }
 
 func asInt(v any) (int64, error) {

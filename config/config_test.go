@@ -84,7 +84,7 @@ func TestMalformed(t *testing.T) {
 		{"misspelt table", "[cahce]\nenabled = true\n",
 			`:1: cahce: unknown table (did you mean "cache"?)`},
 		{"unknown key far from any", "[cache]\ncolour = \"blue\"\n",
-			`:2: cache.colour: unknown key (valid keys: cache.enabled, cache.backend, cache.redis_url, cache.tls_ca_file, cache.key_prefix, cache.default_ttl, cache.codec, cache.timeout, cache.max_bytes, cache.max_entries, cache.stale_ttl, cache.refresh_ahead, cache.fail_safe_throttle, cache.stale_max_bytes, cache.load_timeout, cache.load_hard_timeout, cache.lock_lease, cache.near_cache, cache.near_cache_max_bytes)`},
+			`:2: cache.colour: unknown key (valid keys: cache.enabled, cache.backend, cache.redis_url, cache.tls_ca_file, cache.key_prefix, cache.default_ttl, cache.codec, cache.timeout, cache.max_bytes, cache.max_entries, cache.stale_ttl, cache.refresh_ahead, cache.fail_safe_throttle, cache.stale_max_bytes, cache.load_timeout, cache.load_hard_timeout, cache.lock_lease, cache.near_cache, cache.near_cache_max_bytes, cache.breaker_failures, cache.breaker_hang_after, cache.breaker_retry, cache.invalidation_queue_max)`},
 		{"prefix of a key", "[cache]\nredis = \"redis://x\"\n",
 			`:2: cache.redis: unknown key (did you mean "cache.redis_url"?)`},
 		{"enabled as string", "[cache]\nenabled = \"yes\"\n",

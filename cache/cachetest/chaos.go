@@ -245,7 +245,7 @@ func (w chaosNearPart) GetNear(ctx context.Context, key string) ([]byte, bool, b
 }
 
 func (w chaosNearPart) NearUsage() (int, int64)      { return w.n.NearUsage() }
-func (w chaosNearPart) NearHolds(key string) bool    { return w.n.NearHolds(key) }
+func (w chaosNearPart) NearPeek(key string) ([]byte, bool, bool) { return w.n.NearPeek(key) }
 func (w chaosNearPart) NearEnabled() bool            { return w.n.NearEnabled() }
 func (w chaosNearPart) OnChange(fn func(key string)) { w.n.OnChange(fn) }
 

@@ -54,7 +54,7 @@ var nearTests = []struct {
 	{"GetNear/expired_never_read", testNearExpiry},
 	{"OnChange/told_of_other_clients_writes", testNearOnChange},
 	{"NearUsage/counts_entries", testNearUsage},
-	{"NearHolds/until_a_change", testNearHolds},
+	{"NearPeek/until_a_change", testNearPeek},
 }
 
 // getNear reads key through n, failing the test on an error.
@@ -222,23 +222,36 @@ func testNearUsage(t *testing.T, n cache.NearCacher, a, _ cache.Store) {
 	}
 }
 
-func testNearHolds(t *testing.T, n cache.NearCacher, _, b cache.Store) {
-	const rule = "NearHolds is true while the near cache holds an answer for the key, and false once a change to it was reported"
+func testNearPeek(t *testing.T, n cache.NearCacher, _, b cache.Store) {
+	const rule = "NearPeek holds the answer GetNear would give while the near cache holds one, and none once a change to the key was reported"
 	mustSet(t, b, "k", []byte("1"), 0)
 	deadline := time.Now().Add(5 * time.Second)
-	for !n.NearHolds("k") {
+	for {
+		if v, found, held := n.NearPeek("k"); held {
+			if !found || string(v) != "1" {
+				t.Fatalf("NearPeek(k) = (%q, %v, true), want (\"1\", true, true); %s", v, found, rule)
+			}
+			break
+		}
 		getNear(t, n, "k")
 		if time.Now().After(deadline) {
-			t.Fatalf("NearHolds(k) still false 5s after reads of it; %s", rule)
+			t.Fatalf("NearPeek(k) holds nothing 5s after reads of it; %s", rule)
 		}
 	}
-	if n.NearHolds("never-read") {
-		t.Fatalf("NearHolds of a key never read = true; %s", rule)
+	if _, _, held := n.NearPeek("never-read"); held {
+		t.Fatalf("NearPeek of a key never read holds an answer; %s", rule)
 	}
 	mustSet(t, b, "k", []byte("2"), 0)
-	for n.NearHolds("k") {
+	for {
+		v, _, held := n.NearPeek("k")
+		if !held {
+			break
+		}
+		if string(v) != "1" {
+			t.Fatalf("NearPeek(k) = %q without a read; %s", v, rule)
+		}
 		if time.Now().After(deadline.Add(5 * time.Second)) {
-			t.Fatalf("NearHolds(k) still true 5s after another client's write; %s", rule)
+			t.Fatalf("NearPeek(k) still holds 5s after another client's write; %s", rule)
 		}
 		time.Sleep(time.Millisecond)
 	}

@@ -610,13 +610,13 @@ func (s *Store) nearMiss(ctx context.Context, key string) ([]byte, bool, error) 
 // server has not refused client tracking.
 func (s *Store) NearEnabled() bool { return s.near != nil && s.nearOn.Load() }
 
-// NearHolds implements [cache.NearCacher].
-func (s *Store) NearHolds(key string) bool {
-	if !s.NearEnabled() {
-		return false
+// NearPeek implements [cache.NearCacher].
+func (s *Store) NearPeek(key string) (value []byte, found, held bool) {
+	if !s.NearEnabled() || s.closed.Load() {
+		return nil, false, false
 	}
-	_, ok := s.near.get(key)
-	return ok
+	e, ok := s.near.get(key)
+	return e.value, ok && !e.absent, ok
 }
 
 // NearUsage implements [cache.NearCacher].

@@ -14,4 +14,6 @@ var (
 	ErrClosed = errors.New("cache: closed")
 	// ErrRefused is re-exported as cache.ErrRefused.
 	ErrRefused = errors.New("cache: the backend refused the command")
+	// ErrUnavailable is re-exported as cache.ErrUnavailable.
+	ErrUnavailable = errors.New("cache: the backend is unavailable")
 )

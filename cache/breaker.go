@@ -1,0 +1,381 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The outage contract (DESIGN.md §7): a remote store that is down or hung
+// costs a request nothing once the cache knows it, and no invalidation is
+// lost.
+//
+// A circuit breaker stands in front of every store that is not in the
+// process (see guard.go). It opens after breaker_failures calls in a row
+// fail for want of an answer (an error other than a refusal, or the
+// timeout), or at once when the store has answered nothing for
+// breaker_hang_after while calls waited on it: a hung server is found
+// without waiting out every call's timeout. While it is open every call
+// fails at once with [ErrUnavailable], and one probe at a time (a Ping, on
+// its own goroutine, every breaker_retry) asks the store whether it is back.
+// When a probe is answered the breaker is half-open: the invalidations that
+// failed meanwhile are replayed, and only then does it close.
+//
+// A Delete, Clear or Set that fails for want of an answer, or that the
+// breaker refuses, is still an error to its caller, and is queued too (see
+// queue.go): the queue is replayed before the breaker lets reads through,
+// and until then this process reads a queued key as missing.
+
+// Defaults of the breaker's [Config] fields.
+const (
+	// DefaultBreakerFailures is how many calls in a row that fail for want
+	// of an answer open the breaker.
+	DefaultBreakerFailures = 3
+	// DefaultBreakerRetry is how often an open breaker probes the store.
+	DefaultBreakerRetry = 250 * time.Millisecond
+	// DefaultInvalidationQueue bounds the invalidations queued while the
+	// store is unavailable; past it, the cache is cleared on recovery.
+	DefaultInvalidationQueue = 10000
+)
+
+// BreakerState is the state of a cache's circuit breaker.
+type BreakerState uint32
+
+const (
+	// BreakerClosed: calls go to the store.
+	BreakerClosed BreakerState = iota
+	// BreakerOpen: the store failed or stopped answering; calls fail at
+	// once with [ErrUnavailable] while a probe asks it every breaker_retry.
+	BreakerOpen
+	// BreakerHalfOpen: a probe was answered, and the invalidations queued
+	// meanwhile are being replayed; calls still fail at once until they are.
+	BreakerHalfOpen
+)
+
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerOpen:
+		return "open"
+	case BreakerHalfOpen:
+		return "half_open"
+	}
+	return fmt.Sprintf("BreakerState(%d)", uint32(s))
+}
+
+// MarshalText implements [encoding.TextMarshaler] with the state's name.
+func (s BreakerState) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// BreakerStatus is the state of a cache's circuit breaker, for a health
+// check ([Cache.Breaker]).
+type BreakerStatus struct {
+	// Backend names the store: the backend of [Config], or the store's type.
+	Backend string `json:"backend"`
+	// State is closed while calls go to the store.
+	State BreakerState `json:"state"`
+	// Since is when the breaker entered State (zero: closed from the start).
+	Since time.Time `json:"since,omitzero"`
+	// Reason is why the store is thought down: the failure that opened the
+	// breaker, or the last failed probe. Empty while closed.
+	Reason string `json:"reason,omitempty"`
+	// Queued is how many invalidations wait to be replayed (a queued Clear
+	// counts as one).
+	Queued int `json:"queued"`
+}
+
+// BreakerConfig sets the thresholds of the circuit breaker a [Cache] puts
+// in front of a remote store ([WithBreaker]); [Open] takes them from the
+// breaker_* keys of [Config]. A zero field keeps its default.
+type BreakerConfig struct {
+	// Failures is how many calls in a row that fail for want of an answer
+	// open the breaker. Default 3.
+	Failures int
+	// HangAfter opens the breaker when the store has answered nothing for
+	// this long while calls waited. Default a quarter of the timeout.
+	HangAfter time.Duration
+	// Retry is how often an open breaker probes the store. Default 250ms.
+	Retry time.Duration
+	// QueueMax bounds the invalidations queued for replay. Default 10000.
+	QueueMax int
+}
+
+// WithBreaker sets the thresholds of the circuit breaker in front of a
+// remote store. An in-process store has no breaker and ignores it.
+func WithBreaker(bc BreakerConfig) Option {
+	return optionFunc{fmt.Sprintf("WithBreaker(%+v)", bc), func(c *Cache) {
+		if c.brk == nil {
+			return
+		}
+		s := &c.brk.set
+		if bc.Failures > 0 {
+			s.failures = bc.Failures
+		}
+		if bc.HangAfter > 0 {
+			s.hangAfter = bc.HangAfter
+		}
+		if bc.Retry > 0 {
+			s.retry = bc.Retry
+		}
+		if bc.QueueMax > 0 {
+			s.queueMax = bc.QueueMax
+			c.brk.q.max = bc.QueueMax
+		}
+	}}
+}
+
+// breakerSettings are the thresholds of a breaker.
+type breakerSettings struct {
+	failures  int           // calls in a row that fail open it
+	hangAfter time.Duration // no answer for this long while calls wait opens it
+	retry     time.Duration // probe interval while open
+	queueMax  int           // bound of the invalidation queue
+}
+
+// breaker is the circuit breaker of one Cache (see above). Its hot path is
+// atomics only: a state, a count of calls in flight, the time of the last
+// answer.
+type breaker struct {
+	c       *Cache // for its logger, timeout and counters
+	backend string
+	set     breakerSettings
+	base    time.Time // the clock's origin: now() is monotonic nanoseconds since
+
+	state    atomic.Uint32 // a BreakerState
+	gen      atomic.Uint64 // closings so far: a call's failure counts only in its own
+	failed   atomic.Int64  // calls in a row that failed for want of an answer
+	inflight atomic.Int64  // calls waiting on the store
+	answered atomic.Int64  // now() of the last answer, or of the start of a busy spell
+
+	q queue
+
+	mu      sync.Mutex
+	since   time.Time
+	reason  error
+	probing bool // the prober runs
+	stopped bool
+	wg      sync.WaitGroup
+
+	ctx    context.Context // the prober's, ended by shutdown
+	cancel context.CancelFunc
+}
+
+func newBreaker(c *Cache, backend string) *breaker {
+	b := &breaker{
+		c: c, backend: backend, base: time.Now(),
+		set: breakerSettings{failures: DefaultBreakerFailures, retry: DefaultBreakerRetry, queueMax: DefaultInvalidationQueue},
+	}
+	b.q.max = b.set.queueMax
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b
+}
+
+// now is monotonic nanoseconds since the breaker was made.
+func (b *breaker) now() int64 { return int64(time.Since(b.base)) }
+
+// hangAfter is the configured threshold, or a quarter of the timeout.
+func (b *breaker) hangAfter() int64 {
+	if b.set.hangAfter > 0 {
+		return int64(b.set.hangAfter)
+	}
+	return int64(max(b.c.timeout/4, time.Millisecond))
+}
+
+// call is one call on the store, from begin to end.
+type call struct {
+	gen uint64
+}
+
+// begin admits a call, or returns the error that refuses it: the breaker
+// is not closed, or the store has answered nothing for hangAfter while
+// calls waited, which opens it.
+func (b *breaker) begin() (call, error) {
+	if BreakerState(b.state.Load()) != BreakerClosed {
+		return call{}, b.refuse()
+	}
+	gen := b.gen.Load()
+	now := b.now()
+	if b.inflight.Add(1) == 1 {
+		b.answered.Store(now) // a busy spell starts: the store owes an answer from now
+	} else if waited := now - b.answered.Load(); waited > b.hangAfter() {
+		b.inflight.Add(-1)
+		b.trip(gen, fmt.Errorf("no answer for %v while calls waited (breaker_hang_after)", time.Duration(waited).Round(time.Millisecond)))
+		return call{}, b.refuse()
+	}
+	return call{gen: gen}, nil
+}
+
+// end records the outcome of a call that begin admitted.
+func (b *breaker) end(ctx context.Context, cl call, err error) {
+	b.inflight.Add(-1)
+	switch {
+	case err == nil || errors.Is(err, ErrRefused):
+		// An answer, a refusal included: the server is there.
+		b.answered.Store(b.now())
+		b.failed.Store(0)
+	case ctx.Err() != nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrUnavailable):
+		// The caller gave up, or the cache is closing: nothing is known.
+	default:
+		if b.failed.Add(1) >= int64(b.set.failures) {
+			b.trip(cl.gen, err)
+		}
+	}
+}
+
+// unknown reports whether err, from a call on ctx, leaves it unknown
+// whether the store did what was asked: no answer came (an outage, the
+// timeout, a refusal by the breaker), or the caller stopped waiting.
+func unknown(ctx context.Context, err error) bool {
+	switch {
+	case err == nil || errors.Is(err, ErrClosed):
+		return false
+	case ctx.Err() != nil:
+		return true
+	}
+	return !errors.Is(err, ErrRefused)
+}
+
+// refuse counts and returns the error of a call the breaker refused.
+func (b *breaker) refuse() error {
+	b.c.stats.refused.add()
+	b.mu.Lock()
+	reason, since := b.reason, b.since
+	b.mu.Unlock()
+	msg := fmt.Sprintf("%s unavailable: circuit breaker open since %s", b.backend, since.Format("15:04:05.000"))
+	if reason != nil {
+		msg += fmt.Sprintf(" (%v)", reason)
+	}
+	return sentinelf(ErrUnavailable, "%s", msg)
+}
+
+// trip opens the breaker, unless it closed since the failing call began
+// (gen): a call left over from an outage that is over proves nothing.
+func (b *breaker) trip(gen uint64, cause error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.gen.Load() != gen || b.stopped || !b.state.CompareAndSwap(uint32(BreakerClosed), uint32(BreakerOpen)) {
+		return
+	}
+	b.since, b.reason = time.Now(), cause
+	b.c.stats.opened.add()
+	b.c.log.Warn("cache breaker open: calls fail at once until the backend answers again",
+		"backend", b.backend, "reason", cause, "retry", b.set.retry)
+	b.startProber()
+}
+
+// startProber starts the prober unless it runs. The caller holds b.mu.
+func (b *breaker) startProber() {
+	if b.probing || b.stopped {
+		return
+	}
+	b.probing = true
+	b.wg.Go(b.probe)
+}
+
+// probe runs while the breaker is not closed or invalidations wait: it
+// asks the store whether it answers, every retry, one probe at a time;
+// once it does, it replays the queue and closes the breaker.
+func (b *breaker) probe() {
+	t := time.NewTimer(0) // an invalidation queued while closed is replayed at once
+	if BreakerState(b.state.Load()) != BreakerClosed {
+		t.Reset(b.set.retry)
+	}
+	defer t.Stop()
+	ctx := b.ctx
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := b.ping(ctx)
+		if err == nil {
+			b.state.CompareAndSwap(uint32(BreakerOpen), uint32(BreakerHalfOpen))
+			err = b.replay(ctx)
+		}
+		if err == nil && b.done() {
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			b.mu.Lock()
+			b.reason = err
+			b.mu.Unlock()
+			b.state.CompareAndSwap(uint32(BreakerHalfOpen), uint32(BreakerOpen))
+		}
+		t.Reset(b.set.retry)
+	}
+}
+
+// ping asks the store whether it answers: its Ping when it has one, else
+// a Get of a key nobody writes. A refusal is an answer.
+func (b *breaker) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, b.c.timeout)
+	defer cancel()
+	var err error
+	if p, ok := b.c.inner.(Pinger); ok {
+		err = p.Ping(ctx)
+	} else {
+		_, _, err = b.c.inner.Get(ctx, "ushka-breaker-probe")
+	}
+	if err != nil && !errors.Is(err, ErrRefused) {
+		return fmt.Errorf("probe: %w", err)
+	}
+	return nil
+}
+
+// done closes the breaker if nothing is left to replay, and reports
+// whether the prober can stop.
+func (b *breaker) done() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.q.len() > 0 {
+		return false // queued during the replay: replay again
+	}
+	b.probing = false
+	if BreakerState(b.state.Load()) == BreakerClosed {
+		return true // a queue replayed while closed
+	}
+	b.failed.Store(0)
+	b.answered.Store(b.now()) // calls still hung from the outage do not open it again
+	b.gen.Add(1)
+	b.state.Store(uint32(BreakerClosed))
+	down := time.Since(b.since).Round(time.Millisecond)
+	b.since, b.reason = time.Now(), nil
+	b.c.log.Info("cache breaker closed: the backend answers again",
+		"backend", b.backend, "down_for", down)
+	return true
+}
+
+// status returns the breaker's state for a health check.
+func (b *breaker) status() BreakerStatus {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := BreakerStatus{Backend: b.backend, State: BreakerState(b.state.Load()), Since: b.since, Queued: b.q.len()}
+	if b.reason != nil && st.State != BreakerClosed {
+		st.Reason = b.reason.Error()
+	}
+	return st
+}
+
+// shutdown stops the prober for Close, after one last attempt to replay
+// what is queued, bounded by the timeout: a process that exits loses its
+// queue. It reports how many invalidations were lost.
+func (b *breaker) shutdown() int {
+	if b.q.len() > 0 && b.ping(context.Background()) == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), b.c.timeout)
+		_ = b.replay(ctx)
+		cancel()
+	}
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
+	b.cancel()
+	b.wg.Wait()
+	return b.q.len()
+}
