@@ -244,10 +244,10 @@ func (w chaosNearPart) GetNear(ctx context.Context, key string) ([]byte, bool, b
 	return w.n.GetNear(ctx, key)
 }
 
-func (w chaosNearPart) NearUsage() (int, int64)      { return w.n.NearUsage() }
+func (w chaosNearPart) NearUsage() (int, int64)                  { return w.n.NearUsage() }
 func (w chaosNearPart) NearPeek(key string) ([]byte, bool, bool) { return w.n.NearPeek(key) }
-func (w chaosNearPart) NearEnabled() bool            { return w.n.NearEnabled() }
-func (w chaosNearPart) OnChange(fn func(key string)) { w.n.OnChange(fn) }
+func (w chaosNearPart) NearEnabled() bool                        { return w.n.NearEnabled() }
+func (w chaosNearPart) OnChange(fn func(key string))             { w.n.OnChange(fn) }
 
 // chaosNear is the wrapper of a store with a near cache.
 type chaosNear struct {
