@@ -25,6 +25,11 @@ func newStore(t *testing.T) cache.Store {
 
 func TestConformance(t *testing.T) { cachetest.TestStore(t, newStore) }
 
+// TestOutage: wrapped in cachetest.Chaos, the in-memory store is a store
+// the front end does not know to be in the process, and gets the circuit
+// breaker and the invalidation queue as a remote one does.
+func TestOutage(t *testing.T) { cachetest.TestOutage(t, newStore) }
+
 func TestConformanceEntryBound(t *testing.T) {
 	cachetest.TestStore(t, func(t *testing.T) cache.Store {
 		s, err := memory.New(memory.Options{MaxEntries: 100_000})

@@ -28,9 +28,9 @@ func nearConfig(url, prefix string) cache.Config {
 // nearConformance runs the Store and NearCacher suites on url with the
 // near cache on; the second client of the NearCacher suite has it on too.
 func nearConformance(t *testing.T, url string) {
-	cachetest.TestStore(t, func(t *testing.T) cache.Store {
-		return openStore(t, nearConfig(url, uniquePrefix(t)))
-	})
+	newStore := func(t *testing.T) cache.Store { return openStore(t, nearConfig(url, uniquePrefix(t))) }
+	cachetest.TestStore(t, newStore)
+	cachetest.TestOutage(t, newStore)
 	cachetest.TestNearCacher(t, func(t *testing.T) (a, b cache.Store) {
 		prefix := uniquePrefix(t)
 		return openStore(t, nearConfig(url, prefix)), openStore(t, nearConfig(url, prefix))

@@ -67,9 +67,11 @@ func openCache(t *testing.T, cfg cache.Config, opts ...cache.Option) *cache.Cach
 }
 
 func conformance(t *testing.T, url string) {
-	cachetest.TestStore(t, func(t *testing.T) cache.Store {
+	newStore := func(t *testing.T) cache.Store {
 		return openStore(t, cache.Config{RedisURL: cache.SecretURL(url), KeyPrefix: uniquePrefix(t)})
-	})
+	}
+	cachetest.TestStore(t, newStore)
+	cachetest.TestOutage(t, newStore)
 }
 
 func TestConformance(t *testing.T) {
