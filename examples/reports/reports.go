@@ -7,7 +7,9 @@
 //	                          STALE when the computation failed and fail-safe served the last good one
 //	POST /report/refresh      deletes the cached report
 //	POST /report/fail?for=5s  makes the computation fail for that long, as a database that is down
-//	GET  /healthz             200 when the cache backend answers, 503 otherwise
+//	GET  /healthz             {"status": "ok"}, or "degraded" while the cache backend does not answer
+//	                          (still 200: the service answers), with its circuit breaker's state;
+//	                          503 once the cache is closed
 //	GET  /cache/stats         the cache's counters as JSON
 package reports
 
@@ -194,7 +196,11 @@ func NewHandler(svc *ReportService) http.Handler {
 	mux.HandleFunc("POST /report/refresh", func(w http.ResponseWriter, r *http.Request) {
 		if err := svc.Refresh(r.Context()); err != nil {
 			svc.log.ErrorContext(r.Context(), "refresh failed", "err", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "cache delete failed; the old report may still be served"})
+			msg := "cache delete failed; the old report may still be served"
+			if errors.Is(err, cache.ErrUnavailable) {
+				msg = "the cache backend is unavailable: the delete is queued and replayed before this service reads from it again"
+			}
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": msg})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "refreshed"})
@@ -210,11 +216,22 @@ func NewHandler(svc *ReportService) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "failing", "for": d.String(), "until": until.UTC().Format(time.RFC3339Nano)})
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := svc.cache.Ping(r.Context()); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
-			return
+		h := health{Status: "ok"}
+		if br := svc.cache.Breaker(); br.Backend != "" {
+			h.Breaker = &br
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		status := http.StatusOK
+		switch err := svc.cache.Ping(r.Context()); {
+		case errors.Is(err, cache.ErrClosed):
+			status, h.Status, h.Error = http.StatusServiceUnavailable, "unavailable", err.Error()
+		case err != nil:
+			// The service still answers (from fail-safe's copies, or by
+			// computing): a readiness check that failed here would take
+			// every worker out of rotation, turning a cache outage into a
+			// site outage.
+			h.Status, h.Error = "degraded", err.Error()
+		}
+		writeJSON(w, status, h)
 	})
 	mux.HandleFunc("GET /cache/stats", func(w http.ResponseWriter, r *http.Request) {
 		st := svc.cache.Stats()
@@ -224,6 +241,18 @@ func NewHandler(svc *ReportService) http.Handler {
 		}{st, st.HitRatio()})
 	})
 	return mux
+}
+
+// health is the answer of GET /healthz.
+type health struct {
+	// Status is "ok"; "degraded" while the cache backend does not answer
+	// (the service still does: 200); "unavailable" once the cache is closed
+	// (503).
+	Status string `json:"status"`
+	// Breaker is the state of the circuit breaker in front of a remote
+	// cache backend (absent for in_memory).
+	Breaker *cache.BreakerStatus `json:"breaker,omitempty"`
+	Error   string               `json:"error,omitempty"`
 }
 
 // parseFailFor reads the for parameter of POST /report/fail: a positive

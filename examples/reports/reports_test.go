@@ -3,6 +3,7 @@ package reports_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ushka-go/ushka/cache"
+	"github.com/ushka-go/ushka/cache/cachetest"
+	"github.com/ushka-go/ushka/cache/memory"
 	"github.com/ushka-go/ushka/examples/reports"
 )
 
@@ -336,5 +339,51 @@ func TestRefreshAheadServesHit(t *testing.T) {
 	}
 	if _, x, body := get(t, srv.URL+"/report"); x != "HIT" || generatedAt(t, body) == first {
 		t.Fatalf("GET /report after the refresh = %s, same report %v; want a HIT of the refreshed report", x, generatedAt(t, body) == first)
+	}
+}
+
+// TestHealthzReportsTheBreaker: while the backend fails, /healthz says
+// "degraded" with the breaker open, and stays 200 (the service answers from
+// fail-safe's copies); once the backend answers, "ok" again.
+func TestHealthzReportsTheBreaker(t *testing.T) {
+	store, err := memory.New(memory.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chaos cachetest.Chaos
+	c := cache.New(chaos.Wrap(store), cache.WithLogger(nil), cache.WithBreaker(cache.BreakerConfig{Retry: 10 * time.Millisecond}))
+	t.Cleanup(func() { c.Close() })
+	svc := reports.NewReportService(c).WithDelay(time.Millisecond)
+	srv := httptest.NewServer(reports.NewHandler(svc))
+	t.Cleanup(srv.Close)
+	var h struct {
+		Status  string
+		Error   string
+		Breaker struct{ Backend, State string }
+	}
+	health := func() int {
+		status, _, body := get(t, srv.URL+"/healthz")
+		h.Breaker.State, h.Error = "", ""
+		if err := json.Unmarshal([]byte(body), &h); err != nil {
+			t.Fatalf("GET /healthz = %q: %v", body, err)
+		}
+		return status
+	}
+	if status := health(); status != 200 || h.Status != "ok" || h.Breaker.State != "closed" || h.Breaker.Backend == "" {
+		t.Fatalf("GET /healthz = %d %+v, want ok with the breaker closed", status, h)
+	}
+	chaos.Fail(errors.New("connection refused"))
+	for range 3 {
+		get(t, srv.URL+"/report")
+	}
+	if status := health(); status != 200 || h.Status != "degraded" || h.Breaker.State != "open" || !strings.Contains(h.Error, "unavailable") {
+		t.Fatalf("GET /healthz with the backend down = %d %+v, want 200, degraded, the breaker open", status, h)
+	}
+	chaos.Heal()
+	for deadline := time.Now().Add(5 * time.Second); health() != 200 || h.Status != "ok"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /healthz 5s after the backend came back = %+v, want ok", h)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -27,7 +27,8 @@ Serves the seed's ReportService with the configured cache:
   POST /report/refresh      drop the cached report
   POST /report/fail?for=5s  make the computation fail for that long (at most 1h),
                             as a database that is down
-  GET  /healthz             200 when the cache backend answers
+  GET  /healthz             "ok", or "degraded" (still 200) while the cache backend
+                            does not answer, with its circuit breaker's state
   GET  /cache/stats         hits, misses, sets, deletes, loads, errors, ...
 --delay is how long the report takes to compute (default 2s), --ttl how long
 it is cached (default 60s, as in the seed).
