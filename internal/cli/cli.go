@@ -205,6 +205,10 @@ func (e *env) configCheck(args []string) int {
 	line("lock_lease", fmt.Sprintf("%q", c.LockLease.String()))
 	line("near_cache", c.NearCache)
 	line("near_cache_max_bytes", c.NearCacheMaxBytes)
+	line("breaker_failures", c.BreakerFailures)
+	line("breaker_hang_after", fmt.Sprintf("%q", c.BreakerHangAfter.String()))
+	line("breaker_retry", fmt.Sprintf("%q", c.BreakerRetry.String()))
+	line("invalidation_queue_max", c.InvalidationQueueMax)
 	for _, k := range []string{config.EnvCacheEnabled, config.EnvCacheBackend, config.EnvCacheRedisURL} {
 		if os.Getenv(k) != "" {
 			fmt.Fprintf(e.stdout, "# %s is set and overrides the file\n", k)
