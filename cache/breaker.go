@@ -144,11 +144,14 @@ type breaker struct {
 	set     breakerSettings
 	base    time.Time // the clock's origin: now() is monotonic nanoseconds since
 
-	state    atomic.Uint32 // a BreakerState
-	gen      atomic.Uint64 // closings so far: a call's failure counts only in its own
-	failed   atomic.Int64  // calls in a row that failed for want of an answer
-	inflight atomic.Int64  // calls waiting on the store
-	answered atomic.Int64  // now() of the last answer, or of the start of a busy spell
+	state    atomic.Uint32                 // a BreakerState
+	gen      atomic.Uint64                 // closings so far: a call's failure counts only in its own
+	failed   atomic.Int64                  // calls in a row that failed for want of an answer
+	inflight atomic.Int64                  // calls waiting on the store (Clear aside)
+	answered atomic.Int64                  // now() of the last answer, or of the start of a busy spell
+	watching atomic.Bool                   // the watchdog is armed
+	watchdog *time.Timer                   // fires hangAfter into a busy spell without an answer
+	refusal  atomic.Pointer[sentinelError] // what a refused call returns, made when the reason changes
 
 	q queue
 
@@ -170,6 +173,8 @@ func newBreaker(c *Cache, backend string) *breaker {
 	}
 	b.q.max = b.set.queueMax
 	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.watchdog = time.AfterFunc(time.Hour, b.watch)
+	b.watchdog.Stop()
 	return b
 }
 
@@ -186,31 +191,58 @@ func (b *breaker) hangAfter() int64 {
 
 // call is one call on the store, from begin to end.
 type call struct {
-	gen uint64
+	gen     uint64
+	tracked bool // counted in inflight
 }
 
-// begin admits a call, or returns the error that refuses it: the breaker
-// is not closed, or the store has answered nothing for hangAfter while
-// calls waited, which opens it.
-func (b *breaker) begin() (call, error) {
+// begin admits a call, or returns the error that refuses it when the
+// breaker is not closed. A tracked call counts as waiting for an answer
+// (see watch); Clear, which takes many round trips, is not tracked.
+func (b *breaker) begin(tracked bool) (call, error) {
 	if BreakerState(b.state.Load()) != BreakerClosed {
 		return call{}, b.refuse()
 	}
-	gen := b.gen.Load()
-	now := b.now()
-	if b.inflight.Add(1) == 1 {
-		b.answered.Store(now) // a busy spell starts: the store owes an answer from now
-	} else if waited := now - b.answered.Load(); waited > b.hangAfter() {
-		b.inflight.Add(-1)
-		b.trip(gen, fmt.Errorf("no answer for %v while calls waited (breaker_hang_after)", time.Duration(waited).Round(time.Millisecond)))
-		return call{}, b.refuse()
+	cl := call{gen: b.gen.Load(), tracked: tracked}
+	if tracked && b.inflight.Add(1) == 1 {
+		b.answered.Store(b.now()) // a busy spell starts: the store owes an answer from now
+		b.arm(b.hangAfter())
 	}
-	return call{gen: gen}, nil
+	return cl, nil
+}
+
+// arm starts the watchdog to fire after d, unless it is armed.
+func (b *breaker) arm(d int64) {
+	if b.watching.CompareAndSwap(false, true) {
+		b.watchdog.Reset(time.Duration(d))
+	}
+}
+
+// watch is the watchdog: it opens the breaker when calls have waited
+// hangAfter without any answer, so that a hung server is found while the
+// calls on it wait, not only after three of them time out. While calls
+// wait and answers come, it looks again hangAfter after the last answer;
+// it stops when no call waits, and the next busy spell arms it again.
+func (b *breaker) watch() {
+	b.watching.Store(false)
+	if b.inflight.Load() == 0 {
+		return
+	}
+	hang := b.hangAfter()
+	waited := b.now() - b.answered.Load()
+	if waited < hang {
+		b.arm(hang - waited)
+		return
+	}
+	if BreakerState(b.state.Load()) == BreakerClosed && b.inflight.Load() > 0 {
+		b.trip(b.gen.Load(), fmt.Errorf("no answer for %v while calls waited (breaker_hang_after)", time.Duration(waited).Round(time.Millisecond)))
+	}
 }
 
 // end records the outcome of a call that begin admitted.
 func (b *breaker) end(ctx context.Context, cl call, err error) {
-	b.inflight.Add(-1)
+	if cl.tracked {
+		b.inflight.Add(-1)
+	}
 	switch {
 	case err == nil || errors.Is(err, ErrRefused):
 		// An answer, a refusal included: the server is there.
@@ -241,14 +273,21 @@ func unknown(ctx context.Context, err error) bool {
 // refuse counts and returns the error of a call the breaker refused.
 func (b *breaker) refuse() error {
 	b.c.stats.refused.add()
-	b.mu.Lock()
-	reason, since := b.reason, b.since
-	b.mu.Unlock()
-	msg := fmt.Sprintf("%s unavailable: circuit breaker open since %s", b.backend, since.Format("15:04:05.000"))
-	if reason != nil {
-		msg += fmt.Sprintf(" (%v)", reason)
+	if e := b.refusal.Load(); e != nil {
+		return e
 	}
-	return sentinelf(ErrUnavailable, "%s", msg)
+	return sentinelf(ErrUnavailable, "%s unavailable: circuit breaker open", b.backend)
+}
+
+// setReason records why the store is thought down, and the error refused
+// calls return from now on. The caller holds b.mu.
+func (b *breaker) setReason(err error) {
+	b.reason = err
+	msg := fmt.Sprintf("%s unavailable: circuit breaker open since %s", b.backend, b.since.Format("15:04:05.000"))
+	if err != nil {
+		msg += fmt.Sprintf(" (%v)", err)
+	}
+	b.refusal.Store(&sentinelError{msg: msg, is: ErrUnavailable})
 }
 
 // trip opens the breaker, unless it closed since the failing call began
@@ -259,7 +298,8 @@ func (b *breaker) trip(gen uint64, cause error) {
 	if b.gen.Load() != gen || b.stopped || !b.state.CompareAndSwap(uint32(BreakerClosed), uint32(BreakerOpen)) {
 		return
 	}
-	b.since, b.reason = time.Now(), cause
+	b.since = time.Now()
+	b.setReason(cause)
 	b.c.stats.opened.add()
 	b.c.log.Warn("cache breaker open: calls fail at once until the backend answers again",
 		"backend", b.backend, "reason", cause, "retry", b.set.retry)
@@ -304,7 +344,9 @@ func (b *breaker) probe() {
 		}
 		if err != nil {
 			b.mu.Lock()
-			b.reason = err
+			if BreakerState(b.state.Load()) != BreakerClosed {
+				b.setReason(err)
+			}
 			b.mu.Unlock()
 			b.state.CompareAndSwap(uint32(BreakerHalfOpen), uint32(BreakerOpen))
 		}
@@ -347,6 +389,7 @@ func (b *breaker) done() bool {
 	b.state.Store(uint32(BreakerClosed))
 	down := time.Since(b.since).Round(time.Millisecond)
 	b.since, b.reason = time.Now(), nil
+	b.refusal.Store(nil)
 	b.c.log.Info("cache breaker closed: the backend answers again",
 		"backend", b.backend, "down_for", down)
 	return true
@@ -376,6 +419,7 @@ func (b *breaker) shutdown() int {
 	b.stopped = true
 	b.mu.Unlock()
 	b.cancel()
+	b.watchdog.Stop()
 	b.wg.Wait()
 	return b.q.len()
 }

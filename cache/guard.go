@@ -31,7 +31,7 @@ func (g *guard) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	if g.b.q.holds(key) {
 		return nil, false, ctx.Err() // its Delete waits to be replayed: it is gone for this process
 	}
-	cl, err := g.b.begin()
+	cl, err := g.b.begin(true)
 	if err != nil {
 		return nil, false, err
 	}
@@ -58,7 +58,7 @@ func (g *guard) Clear(ctx context.Context) error {
 // still returned as an error.
 func (g *guard) write(ctx context.Context, key string, all bool, do func() error) error {
 	mark := g.b.q.mark()
-	cl, err := g.b.begin()
+	cl, err := g.b.begin(!all) // a Clear takes many round trips: no hang is measured on it
 	if err == nil {
 		err = do()
 		g.b.end(ctx, cl, err)
@@ -101,7 +101,7 @@ func (c *Cache) setLoaded(ctx context.Context, key string, value []byte, ttl tim
 	if c.brk == nil {
 		return c.store.Set(ctx, key, value, ttl)
 	}
-	cl, err := c.brk.begin()
+	cl, err := c.brk.begin(true)
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (g *guard) Ping(ctx context.Context) error {
 		}
 		return nil
 	}
-	cl, err := g.b.begin()
+	cl, err := g.b.begin(true)
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ type guardLocker struct {
 }
 
 func (g *guardLocker) Lock(ctx context.Context, key, token string, lease time.Duration, seen time.Time) (bool, []byte, bool, error) {
-	cl, err := g.b.begin()
+	cl, err := g.b.begin(true)
 	if err != nil {
 		return false, nil, false, err
 	}
@@ -146,7 +146,7 @@ func (g *guardLocker) Lock(ctx context.Context, key, token string, lease time.Du
 }
 
 func (g *guardLocker) Renew(ctx context.Context, key, token string, lease time.Duration) (bool, error) {
-	cl, err := g.b.begin()
+	cl, err := g.b.begin(true)
 	if err != nil {
 		return false, err
 	}
@@ -157,7 +157,7 @@ func (g *guardLocker) Renew(ctx context.Context, key, token string, lease time.D
 
 func (g *guardLocker) Fill(ctx context.Context, key, token string, entry []byte, ttl time.Duration) (bool, error) {
 	mark := g.b.q.mark()
-	cl, err := g.b.begin()
+	cl, err := g.b.begin(true)
 	if err != nil {
 		return false, err
 	}
@@ -170,7 +170,7 @@ func (g *guardLocker) Fill(ctx context.Context, key, token string, entry []byte,
 }
 
 func (g *guardLocker) Unlock(ctx context.Context, key, token string) error {
-	cl, err := g.b.begin()
+	cl, err := g.b.begin(true)
 	if err != nil {
 		return err
 	}
@@ -198,7 +198,7 @@ func (g *guardNear) GetNear(ctx context.Context, key string) ([]byte, bool, bool
 	if v, found, held := g.n.NearPeek(key); held {
 		return v, found, true, nil
 	}
-	cl, err := g.b.begin()
+	cl, err := g.b.begin(true)
 	if err != nil {
 		return nil, false, false, err
 	}

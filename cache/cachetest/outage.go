@@ -177,10 +177,11 @@ func testBreakerOpens(t *testing.T, o *outage) {
 func testBreakerHang(t *testing.T, o *outage) {
 	o.set("k", "v")
 	o.chaos.Hang()
-	// Calls on a store that answers nothing: the first wait out their
-	// context; the breaker opens once one has waited a quarter of the
-	// cache's timeout (62.5ms) while others came, without waiting for
-	// three of them to time out.
+	// Calls on a store that answers nothing, all at once and no more after
+	// them (as clients that each wait for their answer): they wait out
+	// their context, but the breaker opens while they wait, once the store
+	// has answered nothing for a quarter of the cache's timeout (62.5ms),
+	// without waiting for three of them to time out.
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range 8 {
@@ -190,7 +191,6 @@ func testBreakerHang(t *testing.T, o *outage) {
 			var s string
 			_, _ = o.c.Get(ctx, "k", &s)
 		})
-		time.Sleep(20 * time.Millisecond)
 	}
 	for o.c.Breaker().State != cache.BreakerOpen {
 		if time.Since(start) > 2500*time.Millisecond {
