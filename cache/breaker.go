@@ -317,7 +317,11 @@ func (b *breaker) startProber() {
 
 // probe runs while the breaker is not closed or invalidations wait: it
 // asks the store whether it answers, every retry, one probe at a time;
-// once it does, it replays the queue and closes the breaker.
+// once it does, it replays the queue and closes the breaker. What was
+// queued meanwhile, and Deletes the store refused (a read-only replica
+// answers READONLY until an operator acts), stay queued, and are tried
+// again every retry: until then this process reads those keys as missing,
+// but the others go to the store again.
 func (b *breaker) probe() {
 	t := time.NewTimer(0) // an invalidation queued while closed is replayed at once
 	if BreakerState(b.state.Load()) != BreakerClosed {
@@ -325,6 +329,7 @@ func (b *breaker) probe() {
 	}
 	defer t.Stop()
 	ctx := b.ctx
+	warned := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -336,13 +341,19 @@ func (b *breaker) probe() {
 			b.state.CompareAndSwap(uint32(BreakerOpen), uint32(BreakerHalfOpen))
 			err = b.replay(ctx)
 		}
-		if err == nil && b.done() {
-			return
-		}
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
+		if err == nil || errors.Is(err, ErrRefused) {
+			if errors.Is(err, ErrRefused) && !warned {
+				warned = true
+				b.c.log.Warn("cache invalidation refused by the backend; this process reads the key as missing until it is accepted",
+					"backend", b.backend, "err", err)
+			}
+			if b.settle() {
+				return
+			}
+		} else {
 			b.mu.Lock()
 			if BreakerState(b.state.Load()) != BreakerClosed {
 				b.setReason(err)
@@ -371,17 +382,18 @@ func (b *breaker) ping(ctx context.Context) error {
 	return nil
 }
 
-// done closes the breaker if nothing is left to replay, and reports
-// whether the prober can stop.
-func (b *breaker) done() bool {
+// settle closes the breaker, the store having answered and taken the
+// queue's Deletes as they were when the replay began, and reports whether
+// the prober can stop: nothing is left to replay.
+func (b *breaker) settle() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.q.len() > 0 {
-		return false // queued during the replay: replay again
+	stop := b.q.len() == 0
+	if stop {
+		b.probing = false
 	}
-	b.probing = false
 	if BreakerState(b.state.Load()) == BreakerClosed {
-		return true // a queue replayed while closed
+		return stop // a queue replayed while closed
 	}
 	b.failed.Store(0)
 	b.answered.Store(b.now()) // calls still hung from the outage do not open it again
@@ -392,7 +404,7 @@ func (b *breaker) done() bool {
 	b.refusal.Store(nil)
 	b.c.log.Info("cache breaker closed: the backend answers again",
 		"backend", b.backend, "down_for", down)
-	return true
+	return stop
 }
 
 // status returns the breaker's state for a health check.

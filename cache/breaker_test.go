@@ -172,3 +172,49 @@ func TestBreakerCloseReplaysOrReportsTheQueue(t *testing.T) {
 		})
 	}
 }
+
+// TestBreakerClosesOverARefusedReplay: a store that answers but refuses
+// the replayed Delete (a read-only replica says READONLY until an operator
+// acts) is let through again for every other key; the refused key stays
+// queued, reads as missing in this process, and is replayed once accepted.
+func TestBreakerClosesOverARefusedReplay(t *testing.T) {
+	inner, _ := memory.New(memory.Options{})
+	defer inner.Close()
+	var chaos cachetest.Chaos
+	c := cache.New(chaos.Wrap(keepOpen{inner}), cache.WithLogger(nil), cache.WithBreaker(cache.BreakerConfig{Retry: 5 * time.Millisecond}))
+	defer c.Close()
+	ctx := t.Context()
+	for _, k := range []string{"a", "b"} {
+		if err := c.Set(ctx, k, "v", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chaos.Fail(errors.New("connection refused"))
+	var s string
+	for range 3 {
+		_, _ = c.Get(ctx, "b", &s)
+	}
+	if err := c.Delete(ctx, "a"); !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("Delete while open = %v", err)
+	}
+	chaos.Fail(fmt.Errorf("%w: READONLY You can't write against a read only replica.", cache.ErrRefused), cachetest.OpDelete)
+	for c.Breaker().State != cache.BreakerClosed {
+		time.Sleep(time.Millisecond)
+	}
+	if found, err := c.Get(ctx, "b", &s); err != nil || !found {
+		t.Fatalf("Get(b) once the store answers = (%v, %v), want the value", found, err)
+	}
+	if found, err := c.Get(ctx, "a", &s); err != nil || found {
+		t.Fatalf("Get(a), whose Delete the store refuses, = (%v, %v), want a miss", found, err)
+	}
+	if st := c.Breaker(); st.Queued != 1 {
+		t.Fatalf("Breaker() = %+v, want a's Delete still queued", st)
+	}
+	chaos.Heal()
+	for c.Breaker().Queued > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if _, found, _ := inner.Get(ctx, "a"); found {
+		t.Fatal("a in the store once its Delete was accepted")
+	}
+}

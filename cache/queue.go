@@ -139,8 +139,10 @@ func (q *queue) snapshot() (all uint64, keys map[string]uint64) {
 const replayWorkers = 16
 
 // replay applies what is queued to the inner store: the Clear first, then
-// the Deletes, each bounded by the timeout. It returns the first failure;
-// what was replayed before it leaves the queue, the rest stays.
+// the Deletes, each bounded by the timeout. What was replayed leaves the
+// queue. It stops at the first failure for want of an answer and returns
+// it; a Delete the store refuses (ErrRefused) stays queued, the others go
+// on, and the refusal is returned.
 func (b *breaker) replay(ctx context.Context) error {
 	all, keys := b.q.snapshot()
 	if all != 0 {
@@ -156,9 +158,10 @@ func (b *breaker) replay(ctx context.Context) error {
 	}
 	work := make(chan item)
 	var (
-		wg    sync.WaitGroup
-		errMu sync.Mutex
-		first error
+		wg      sync.WaitGroup
+		errMu   sync.Mutex
+		first   error // a failure for want of an answer: stop
+		refused error // a refusal: go on
 	)
 	for range min(replayWorkers, len(keys)) {
 		wg.Go(func() {
@@ -168,8 +171,13 @@ func (b *breaker) replay(ctx context.Context) error {
 				cancel()
 				if err != nil {
 					errMu.Lock()
-					if first == nil {
-						first = errors.Join(errors.New("replay of a queued delete"), err)
+					switch {
+					case !errors.Is(err, ErrRefused):
+						if first == nil {
+							first = errors.Join(errors.New("replay of a queued delete"), err)
+						}
+					case refused == nil:
+						refused = errors.Join(errors.New("replay of a queued delete"), err)
 					}
 					errMu.Unlock()
 					continue
@@ -190,8 +198,11 @@ func (b *breaker) replay(ctx context.Context) error {
 	}
 	close(work)
 	wg.Wait()
-	if first == nil && ctx.Err() != nil {
+	switch {
+	case first != nil:
+		return first
+	case ctx.Err() != nil:
 		return ctx.Err()
 	}
-	return first
+	return refused
 }

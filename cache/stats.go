@@ -16,7 +16,8 @@ type Stats struct {
 	Loads uint64 `json:"loads"`
 	// Errors counts failed operations: store errors, values that could not be
 	// encoded or decoded, failed loads. Invalid keys and TTLs are not counted,
-	// nor are callers' own cancellations.
+	// nor are callers' own cancellations, nor the calls the circuit breaker
+	// refused (Refused counts those).
 	Errors uint64 `json:"errors"`
 	// Stale counts values fail-safe served past their ttl.
 	Stale uint64 `json:"stale"`
