@@ -44,4 +44,17 @@
 // apart. Entries that need this metadata carry a versioned header before
 // their value ([Entry]); values written by [Cache.Set] are stored as they
 // are.
+//
+// # Outages
+//
+// A Store that is not in the process sits behind a circuit breaker
+// ([BreakerConfig], the breaker_* keys of [Config]): after a few calls in a
+// row fail for want of an answer, or as soon as the store has answered
+// nothing for a while as calls waited on it, calls fail at once with
+// [ErrUnavailable] until a probe finds it answering ([Cache.Breaker]). A
+// Delete, Clear or Set that fails then is still returned as an error, and
+// also queued and replayed on the store before the breaker lets calls
+// through again; until then this process reads the key as missing.
+// [GetOrSet] with fail-safe on answers from this process's copies
+// meanwhile.
 package cache
