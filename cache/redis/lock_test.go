@@ -324,10 +324,18 @@ func startChildren(t *testing.T, n int, spec string) *children {
 	if os.Getenv(childEnv) != "" {
 		t.Skip("in a child")
 	}
+	return spawnChildren(t, n, "TestLockChildProcess", func(int) string { return childEnv + "=" + spec })
+}
+
+// spawnChildren runs n copies of the test binary, each running test alone
+// with the environment variable env(i), and waits until each says ready.
+// They speak in lines "LOCK word..." on stdout.
+func spawnChildren(t *testing.T, n int, test string, env func(i int) string) *children {
+	t.Helper()
 	c := &children{t: t, events: make(chan childEvent, 64)}
 	for i := range n {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestLockChildProcess$", "-test.count=1")
-		cmd.Env = append(os.Environ(), childEnv+"="+spec)
+		cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+		cmd.Env = append(os.Environ(), env(i))
 		cmd.Stderr = os.Stderr
 		stdin, err := cmd.StdinPipe()
 		if err != nil {

@@ -326,7 +326,7 @@ func TestTimeoutBoundsEveryCall(t *testing.T) {
 	// which would refuse them at once after a few, is kept shut
 	// (TestBreaker* show it), and the reads are of a key whose write did not
 	// fail (a key whose Delete failed reads as missing until it is replayed).
-	c := openCache(t, cache.Config{RedisURL: cache.SecretURL("redis://" + srv.Addr), Timeout: 200 * time.Millisecond, BreakerFailures: 1 << 30})
+	c := openCache(t, cache.Config{RedisURL: cache.SecretURL("redis://" + srv.Addr), Timeout: 200 * time.Millisecond, BreakerFailures: 1 << 30, BreakerHangAfter: time.Hour})
 	ctx := t.Context()
 	if err := c.Set(ctx, "k", "v", 0); err != nil {
 		t.Fatal(err)
