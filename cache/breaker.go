@@ -212,7 +212,7 @@ func (b *breaker) begin(tracked bool) (call, error) {
 
 // arm starts the watchdog to fire after d, unless it is armed.
 func (b *breaker) arm(d int64) {
-	if b.watching.CompareAndSwap(false, true) {
+	if !b.watching.Load() && b.watching.CompareAndSwap(false, true) {
 		b.watchdog.Reset(time.Duration(d))
 	}
 }
@@ -240,14 +240,22 @@ func (b *breaker) watch() {
 
 // end records the outcome of a call that begin admitted.
 func (b *breaker) end(ctx context.Context, cl call, err error) {
+	waiting := int64(0)
 	if cl.tracked {
-		b.inflight.Add(-1)
+		waiting = b.inflight.Add(-1)
 	}
 	switch {
 	case err == nil || errors.Is(err, ErrRefused):
-		// An answer, a refusal included: the server is there.
-		b.answered.Store(b.now())
-		b.failed.Store(0)
+		// An answer, a refusal included: the server is there. The time of
+		// the last answer matters only while others wait (a busy spell
+		// that starts sets it), and each write is shared by every core:
+		// they are written only when needed.
+		if waiting > 0 {
+			b.answered.Store(b.now())
+		}
+		if b.failed.Load() != 0 {
+			b.failed.Store(0)
+		}
 	case ctx.Err() != nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrUnavailable):
 		// The caller gave up, or the cache is closing: nothing is known.
 	default:

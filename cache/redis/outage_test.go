@@ -379,6 +379,27 @@ func TestOutageHungUnderLoad(t *testing.T) {
 		t.Errorf("BreakerStatus.Backend = %q, want redis", c.Breaker().Backend)
 	}
 	l.measure(opened, time.Time{})
+	// Without fail-safe: the cache's own calls fail at once, and GetOrSet
+	// runs its load without waiting for Redis.
+	for name, call := range map[string]func() error{
+		"Get":    func() error { _, _, err := getString(t, c, "nofs"); return err },
+		"Set":    func() error { return c.Set(t.Context(), "nofs", "v", 0) },
+		"Delete": func() error { return c.Delete(t.Context(), "nofs") },
+		"Ping":   func() error { return c.Ping(t.Context()) },
+	} {
+		start := time.Now()
+		if err := call(); !errors.Is(err, cache.ErrUnavailable) {
+			t.Errorf("%s while the breaker is open = %v, want cache.ErrUnavailable", name, err)
+		}
+		if d := time.Since(start); d >= outageFast {
+			t.Errorf("%s while the breaker is open took %v, want under %v: it asks no server", name, d, outageFast)
+		}
+	}
+	start := time.Now()
+	v, err := cache.GetOrSet(t.Context(), c, "nofs-load", 0, func(context.Context) (string, error) { return "fresh", nil }, cache.StaleFor(0))
+	if err != nil || v != "fresh" || time.Since(start) >= outageFast {
+		t.Errorf("GetOrSet without fail-safe while the breaker is open = (%q, %v) in %v, want its load's value at once", v, err, time.Since(start))
+	}
 	// Longer than the timeout: the requests that began before the breaker
 	// opened have waited it out and been served from fail-safe's copies.
 	stayOpen(t, c, timeout+timeout/2)
