@@ -21,7 +21,7 @@ func chaosCache(t *testing.T, chaos *cachetest.Chaos) *cache.Cache {
 	// These tests show Chaos's faults through the front end, call by call:
 	// the breaker, which would refuse calls after a few failures, is kept
 	// shut (TestBreaker* show it).
-	c := cache.New(chaos.Wrap(s), cache.WithLogger(nil), cache.WithBreaker(cache.BreakerConfig{Failures: 1 << 30}))
+	c := cache.New(chaos.Wrap(s), cache.WithLogger(nil), cache.WithBreaker(cache.BreakerConfig{Failures: 1 << 30, HangAfter: time.Hour}))
 	t.Cleanup(func() { c.Close() })
 	return c
 }
