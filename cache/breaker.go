@@ -95,7 +95,7 @@ type BreakerConfig struct {
 	// open the breaker. Default 3.
 	Failures int
 	// HangAfter opens the breaker when the store has answered nothing for
-	// this long while calls waited. Default a quarter of the timeout.
+	// this long while calls waited. Default half the timeout.
 	HangAfter time.Duration
 	// Retry is how often an open breaker probes the store. Default 250ms.
 	Retry time.Duration
@@ -147,8 +147,9 @@ type breaker struct {
 	state    atomic.Uint32                 // a BreakerState
 	gen      atomic.Uint64                 // closings so far: a call's failure counts only in its own
 	failed   atomic.Int64                  // calls in a row that failed for want of an answer
-	inflight atomic.Int64                  // calls waiting on the store (Clear aside)
-	answered atomic.Int64                  // now() of the last answer, or of the start of a busy spell
+	inflight atomic.Int64                  // calls of this generation waiting on the store (Clear aside)
+	answered atomic.Int64                  // now() of the last answer, or from when one is owed
+	owed     atomic.Int64                  // how long calls waited unanswered before the present spell
 	watching atomic.Bool                   // the watchdog is armed
 	watchdog *time.Timer                   // fires hangAfter into a busy spell without an answer
 	refusal  atomic.Pointer[sentinelError] // what a refused call returns, made when the reason changes
@@ -181,12 +182,12 @@ func newBreaker(c *Cache, backend string) *breaker {
 // now is monotonic nanoseconds since the breaker was made.
 func (b *breaker) now() int64 { return int64(time.Since(b.base)) }
 
-// hangAfter is the configured threshold, or a quarter of the timeout.
+// hangAfter is the configured threshold, or half the timeout.
 func (b *breaker) hangAfter() int64 {
 	if b.set.hangAfter > 0 {
 		return int64(b.set.hangAfter)
 	}
-	return int64(max(b.c.timeout/4, time.Millisecond))
+	return int64(max(b.c.timeout/2, time.Millisecond))
 }
 
 // call is one call on the store, from begin to end.
@@ -204,8 +205,13 @@ func (b *breaker) begin(tracked bool) (call, error) {
 	}
 	cl := call{gen: b.gen.Load(), tracked: tracked}
 	if tracked && b.inflight.Add(1) == 1 {
-		b.answered.Store(b.now()) // a busy spell starts: the store owes an answer from now
-		b.arm(b.hangAfter())
+		// A busy spell starts: the store owes an answer from now, and for
+		// as long as the calls before it waited without one (callers
+		// that give up before an answer, one after the other, must not
+		// hide a hung store).
+		owed := b.owed.Load()
+		b.answered.Store(b.now() - owed)
+		b.arm(b.hangAfter() - owed)
 	}
 	return cl, nil
 }
@@ -213,7 +219,7 @@ func (b *breaker) begin(tracked bool) (call, error) {
 // arm starts the watchdog to fire after d, unless it is armed.
 func (b *breaker) arm(d int64) {
 	if !b.watching.Load() && b.watching.CompareAndSwap(false, true) {
-		b.watchdog.Reset(time.Duration(d))
+		b.watchdog.Reset(time.Duration(max(d, 0)))
 	}
 }
 
@@ -240,28 +246,41 @@ func (b *breaker) watch() {
 
 // end records the outcome of a call that begin admitted.
 func (b *breaker) end(ctx context.Context, cl call, err error) {
-	waiting := int64(0)
+	if cl.gen != b.gen.Load() {
+		// Begun before the breaker last closed: left over from an outage
+		// that is over, it proves nothing either way, and the count of
+		// calls in flight was started again without it.
+		return
+	}
+	waiting := int64(-1) // not tracked
 	if cl.tracked {
 		waiting = b.inflight.Add(-1)
 	}
+	answer := err == nil || errors.Is(err, ErrRefused) // a refusal is an answer: the server is there
 	switch {
-	case err == nil || errors.Is(err, ErrRefused):
-		// An answer, a refusal included: the server is there. The time of
-		// the last answer matters only while others wait (a busy spell
-		// that starts sets it), and each write is shared by every core:
-		// they are written only when needed.
-		if waiting > 0 {
-			b.answered.Store(b.now())
+	case answer && waiting > 0:
+		// The time of the last answer matters only while others wait (a
+		// spell that starts sets it), and each write is shared by every
+		// core: it is written only when needed.
+		b.answered.Store(b.now())
+	case !answer && waiting == 0:
+		// The spell ends unanswered: the next one owes for it too.
+		b.owed.Store(b.now() - b.answered.Load())
+	}
+	if answer {
+		if b.owed.Load() != 0 {
+			b.owed.Store(0)
 		}
 		if b.failed.Load() != 0 {
 			b.failed.Store(0)
 		}
-	case ctx.Err() != nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrUnavailable):
-		// The caller gave up, or the cache is closing: nothing is known.
-	default:
-		if b.failed.Add(1) >= int64(b.set.failures) {
-			b.trip(cl.gen, err)
-		}
+		return
+	}
+	if ctx.Err() != nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrUnavailable) {
+		return // the caller gave up, or the cache is closing: not a failure of the store
+	}
+	if b.failed.Add(1) >= int64(b.set.failures) {
+		b.trip(cl.gen, err)
 	}
 }
 
@@ -403,9 +422,13 @@ func (b *breaker) settle() bool {
 	if BreakerState(b.state.Load()) == BreakerClosed {
 		return stop // a queue replayed while closed
 	}
-	b.failed.Store(0)
-	b.answered.Store(b.now()) // calls still hung from the outage do not open it again
+	// A new generation: calls still hung from the outage neither count
+	// nor keep the watchdog from starting with the next call.
 	b.gen.Add(1)
+	b.failed.Store(0)
+	b.inflight.Store(0)
+	b.owed.Store(0)
+	b.answered.Store(b.now())
 	b.state.Store(uint32(BreakerClosed))
 	down := time.Since(b.since).Round(time.Millisecond)
 	b.since, b.reason = time.Now(), nil

@@ -115,8 +115,9 @@ type Config struct {
 	BreakerFailures int
 	// BreakerHangAfter opens the breaker when the store has answered
 	// nothing for this long while calls waited on it: a hung server is found
-	// without every call waiting out its timeout. Default a quarter of
-	// Timeout.
+	// without every call waiting out its timeout. Default half of Timeout,
+	// which a store's usual latency must stay well under (or it times out
+	// on every hiccup).
 	BreakerHangAfter time.Duration
 	// BreakerRetry is how often an open breaker probes the store (one probe
 	// at a time). Default 250ms.
@@ -166,7 +167,7 @@ func (cfg Config) WithDefaults() Config {
 		cfg.BreakerFailures = DefaultBreakerFailures
 	}
 	if cfg.BreakerHangAfter == 0 {
-		cfg.BreakerHangAfter = max(cfg.Timeout/4, time.Millisecond)
+		cfg.BreakerHangAfter = max(cfg.Timeout/2, time.Millisecond)
 	}
 	if cfg.BreakerRetry == 0 {
 		cfg.BreakerRetry = DefaultBreakerRetry

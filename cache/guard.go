@@ -136,6 +136,12 @@ type guardLocker struct {
 }
 
 func (g *guardLocker) Lock(ctx context.Context, key, token string, lease time.Duration, seen time.Time) (bool, []byte, bool, error) {
+	if g.b.q.holds(key) {
+		// Lock reads the entry too: the store would hand back the value
+		// whose Delete waits to be replayed. Not sent; the load runs
+		// without the lease, and its value is not stored.
+		return false, nil, false, sentinelf(ErrUnavailable, "%s: the key's Delete waits to be replayed", g.b.backend)
+	}
 	cl, err := g.b.begin(true)
 	if err != nil {
 		return false, nil, false, err

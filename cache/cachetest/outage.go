@@ -181,7 +181,7 @@ func testBreakerHang(t *testing.T, o *outage) {
 	// Calls on a store that answers nothing, all at once and no more after
 	// them (as clients that each wait for their answer): they wait out
 	// their context, but the breaker opens while they wait, once the store
-	// has answered nothing for a quarter of the cache's timeout (62.5ms),
+	// has answered nothing for half the cache's timeout (125ms),
 	// without waiting for three of them to time out.
 	var wg sync.WaitGroup
 	start := time.Now()

@@ -910,6 +910,21 @@ func (s *Store) pingMasters(ctx context.Context, c rueidis.Client) error {
 		if err := m.client.Do(ctx, m.client.B().Ping().Build()).Error(); err != nil {
 			return fmt.Errorf("node %s: %w", m.addr, err)
 		}
+		if err := servesData(ctx, m.client); err != nil {
+			return fmt.Errorf("node %s: %w", m.addr, err)
+		}
+	}
+	return nil
+}
+
+// servesData asks DBSIZE, which a server still loading its data answers
+// with LOADING (as it does every read and write), while PING and ROLE
+// succeed: a probe that took such a server for one that answers let calls
+// through to fail, over and over, for as long as the load lasted. A server
+// that does not allow DBSIZE (an ACL) answered, which is all a probe asks.
+func servesData(ctx context.Context, c rueidis.Client) error {
+	if err := c.Do(ctx, c.B().Dbsize().Build()).Error(); err != nil && !isRefusal(err) {
+		return err
 	}
 	return nil
 }
@@ -929,7 +944,7 @@ func pingWritable(ctx context.Context, c rueidis.Client) error {
 	}
 	switch kind, _ := role[0].ToString(); kind {
 	case "master":
-		return nil
+		return servesData(ctx, c)
 	case "slave", "replica":
 		of := "another server"
 		if len(role) >= 3 {
