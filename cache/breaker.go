@@ -144,19 +144,20 @@ type breaker struct {
 	set     breakerSettings
 	base    time.Time // the clock's origin: now() is monotonic nanoseconds since
 
-	state    atomic.Uint32                 // a BreakerState
-	gen      atomic.Uint64                 // closings so far: a call's failure counts only in its own
-	failed   atomic.Int64                  // calls in a row that failed for want of an answer
-	inflight atomic.Int64                  // calls of this generation waiting on the store (Clear aside)
-	answered atomic.Int64                  // now() of the last answer, or from when one is owed
-	owed     atomic.Int64                  // how long calls waited unanswered before the present spell
-	watching atomic.Bool                   // the watchdog is armed
-	watchdog *time.Timer                   // fires hangAfter into a busy spell without an answer
-	refusal  atomic.Pointer[sentinelError] // what a refused call returns, made when the reason changes
+	state      atomic.Uint32                 // a BreakerState
+	failed     atomic.Int64                  // calls in a row that failed for want of an answer
+	slot       atomic.Uint64                 // the generation (high 32 bits: closings so far) and its calls waiting (low 32; Clear aside)
+	answered   atomic.Int64                  // now() of the last answer, or of the start of a busy spell
+	watching   atomic.Bool                   // the watchdog is armed
+	unanswered atomic.Bool                   // owed is not zero
+	watchdog   *time.Timer                   // fires hangAfter into a busy spell without an answer
+	refusal    atomic.Pointer[sentinelError] // what a refused call returns, made when the reason changes
 
 	q queue
 
 	mu      sync.Mutex
+	owed    int64 // how long the busy spells that ended unanswered, one after the other, waited
+	owedAt  int64 // now() when the last of them ended
 	since   time.Time
 	reason  error
 	probing bool // the prober runs
@@ -192,9 +193,18 @@ func (b *breaker) hangAfter() int64 {
 
 // call is one call on the store, from begin to end.
 type call struct {
-	gen     uint64
-	tracked bool // counted in inflight
+	gen     uint32
+	tracked bool // counted among the calls waiting
 }
+
+// slot's halves: a generation starts at each closing of the breaker, so
+// that a call left over from an outage that is over counts for nothing,
+// and is kept in one word with its count of calls waiting, so that a call
+// is counted in the generation it reads and nothing can come between.
+const waitingMask = 1<<32 - 1
+
+func (b *breaker) gen() uint32     { return uint32(b.slot.Load() >> 32) }
+func (b *breaker) waiting() uint32 { return uint32(b.slot.Load() & waitingMask) }
 
 // begin admits a call, or returns the error that refuses it when the
 // breaker is not closed. A tracked call counts as waiting for an answer
@@ -203,23 +213,21 @@ func (b *breaker) begin(tracked bool) (call, error) {
 	if BreakerState(b.state.Load()) != BreakerClosed {
 		return call{}, b.refuse()
 	}
-	cl := call{gen: b.gen.Load(), tracked: tracked}
-	if tracked && b.inflight.Add(1) == 1 {
-		// A busy spell starts: the store owes an answer from now, and for
-		// as long as the calls before it waited without one (callers
-		// that give up before an answer, one after the other, must not
-		// hide a hung store).
-		owed := b.owed.Load()
-		b.answered.Store(b.now() - owed)
-		b.arm(b.hangAfter() - owed)
+	if !tracked {
+		return call{gen: b.gen()}, nil
 	}
-	return cl, nil
+	v := b.slot.Add(1)
+	if v&waitingMask == 1 {
+		b.answered.Store(b.now()) // a busy spell starts: the store owes an answer from now
+		b.arm(b.hangAfter())
+	}
+	return call{gen: uint32(v >> 32), tracked: true}, nil
 }
 
 // arm starts the watchdog to fire after d, unless it is armed.
 func (b *breaker) arm(d int64) {
 	if !b.watching.Load() && b.watching.CompareAndSwap(false, true) {
-		b.watchdog.Reset(time.Duration(max(d, 0)))
+		b.watchdog.Reset(time.Duration(d))
 	}
 }
 
@@ -230,7 +238,7 @@ func (b *breaker) arm(d int64) {
 // it stops when no call waits, and the next busy spell arms it again.
 func (b *breaker) watch() {
 	b.watching.Store(false)
-	if b.inflight.Load() == 0 {
+	if b.waiting() == 0 {
 		return
 	}
 	hang := b.hangAfter()
@@ -239,42 +247,48 @@ func (b *breaker) watch() {
 		b.arm(hang - waited)
 		return
 	}
-	if BreakerState(b.state.Load()) == BreakerClosed && b.inflight.Load() > 0 {
-		b.trip(b.gen.Load(), fmt.Errorf("no answer for %v while calls waited (breaker_hang_after)", time.Duration(waited).Round(time.Millisecond)))
+	if v := b.slot.Load(); v&waitingMask > 0 && BreakerState(b.state.Load()) == BreakerClosed {
+		b.trip(uint32(v>>32), fmt.Errorf("no answer for %v while calls waited (breaker_hang_after)", time.Duration(waited).Round(time.Millisecond)))
 	}
 }
 
 // end records the outcome of a call that begin admitted.
 func (b *breaker) end(ctx context.Context, cl call, err error) {
-	if cl.gen != b.gen.Load() {
-		// Begun before the breaker last closed: left over from an outage
-		// that is over, it proves nothing either way, and the count of
-		// calls in flight was started again without it.
+	waiting := -1 // not tracked
+	if cl.tracked {
+		for {
+			v := b.slot.Load()
+			if uint32(v>>32) != cl.gen {
+				// Begun before the breaker last closed: left over from an
+				// outage that is over, it proves nothing either way, and
+				// the count of calls waiting started again without it.
+				return
+			}
+			if b.slot.CompareAndSwap(v, v-1) {
+				waiting = int((v - 1) & waitingMask)
+				break
+			}
+		}
+	} else if b.gen() != cl.gen {
 		return
 	}
-	waiting := int64(-1) // not tracked
-	if cl.tracked {
-		waiting = b.inflight.Add(-1)
-	}
-	answer := err == nil || errors.Is(err, ErrRefused) // a refusal is an answer: the server is there
-	switch {
-	case answer && waiting > 0:
+	if err == nil || errors.Is(err, ErrRefused) { // a refusal is an answer: the server is there
 		// The time of the last answer matters only while others wait (a
 		// spell that starts sets it), and each write is shared by every
-		// core: it is written only when needed.
-		b.answered.Store(b.now())
-	case !answer && waiting == 0:
-		// The spell ends unanswered: the next one owes for it too.
-		b.owed.Store(b.now() - b.answered.Load())
-	}
-	if answer {
-		if b.owed.Load() != 0 {
-			b.owed.Store(0)
+		// core: they are written only when needed.
+		if waiting > 0 {
+			b.answered.Store(b.now())
 		}
 		if b.failed.Load() != 0 {
 			b.failed.Store(0)
 		}
+		if b.unanswered.Load() {
+			b.paid()
+		}
 		return
+	}
+	if waiting == 0 {
+		b.owe(cl.gen)
 	}
 	if ctx.Err() != nil || errors.Is(err, ErrClosed) || errors.Is(err, ErrUnavailable) {
 		return // the caller gave up, or the cache is closing: not a failure of the store
@@ -282,6 +296,39 @@ func (b *breaker) end(ctx context.Context, cl call, err error) {
 	if b.failed.Add(1) >= int64(b.set.failures) {
 		b.trip(cl.gen, err)
 	}
+}
+
+// owe records a busy spell that ended without an answer: its callers gave
+// up (their deadlines were shorter than breaker_hang_after) or failed.
+// Spells that end unanswered one after the other add up, and once they
+// have waited breaker_hang_after in all the store is taken for hung, as
+// the watchdog takes it within one spell: callers with short deadlines
+// must not hide a hung store. Spells more than breaker_hang_after apart do
+// not add up, and any answer pays what is owed.
+func (b *breaker) owe(gen uint32) {
+	now := b.now()
+	start := b.answered.Load() // the spell's start: no answer came in it
+	hang := b.hangAfter()
+	b.mu.Lock()
+	if b.owed == 0 || start-b.owedAt > hang {
+		b.owed = 0
+	}
+	b.owed += now - start
+	b.owedAt = now
+	owed := b.owed
+	b.mu.Unlock()
+	b.unanswered.Store(true)
+	if owed >= hang {
+		b.trip(gen, fmt.Errorf("no answer for %v in all while calls, whose callers gave up, waited (breaker_hang_after)", time.Duration(owed).Round(time.Millisecond)))
+	}
+}
+
+// paid forgets the spells that ended unanswered: an answer came.
+func (b *breaker) paid() {
+	b.mu.Lock()
+	b.owed = 0
+	b.mu.Unlock()
+	b.unanswered.Store(false)
 }
 
 // unknown reports whether err, from a call on ctx, leaves it unknown
@@ -319,10 +366,10 @@ func (b *breaker) setReason(err error) {
 
 // trip opens the breaker, unless it closed since the failing call began
 // (gen): a call left over from an outage that is over proves nothing.
-func (b *breaker) trip(gen uint64, cause error) {
+func (b *breaker) trip(gen uint32, cause error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.gen.Load() != gen || b.stopped || !b.state.CompareAndSwap(uint32(BreakerClosed), uint32(BreakerOpen)) {
+	if b.gen() != gen || b.stopped || !b.state.CompareAndSwap(uint32(BreakerClosed), uint32(BreakerOpen)) {
 		return
 	}
 	b.since = time.Now()
@@ -424,10 +471,10 @@ func (b *breaker) settle() bool {
 	}
 	// A new generation: calls still hung from the outage neither count
 	// nor keep the watchdog from starting with the next call.
-	b.gen.Add(1)
+	b.slot.Store(uint64(b.gen()+1) << 32) // calls counted in the old generation end ignored
 	b.failed.Store(0)
-	b.inflight.Store(0)
-	b.owed.Store(0)
+	b.owed = 0
+	b.unanswered.Store(false)
 	b.answered.Store(b.now())
 	b.state.Store(uint32(BreakerClosed))
 	down := time.Since(b.since).Round(time.Millisecond)
