@@ -13,6 +13,11 @@ import (
 	"github.com/ushka-go/ushka/cache/memory"
 )
 
+// The tests of this file come from the first hostile review of the outage
+// breaker (issue 11). Each failed on the code it reviewed; its comment
+// tells the bug it found, in the present tense of that code, and the test
+// now keeps it from coming back.
+
 // TestReview11SlowStoreTripsTheDefaultBreaker: with the defaults (timeout
 // 250ms, breaker_hang_after = timeout/4 = 62.5ms), a store that answers
 // every call, each in 100ms (well within the timeout: a cross-zone Redis,

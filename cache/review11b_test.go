@@ -14,6 +14,11 @@ import (
 	"github.com/ushka-go/ushka/cache/memory"
 )
 
+// The tests of this file come from the second hostile review of the outage
+// breaker (issue 11). Each failed on the code it reviewed; its comment
+// tells the bug it found, in the present tense of that code, and the test
+// now keeps it from coming back.
+
 // TestReview11bOneGivenUpCallOpensTheBreakerOnAHealthyStore: the "owed"
 // carry-over of fix (4) never expires and is charged to the next call in
 // full, whatever that call does. With the defaults (timeout 250ms,

@@ -11,6 +11,11 @@ import (
 	"github.com/ushka-go/ushka/internal/redistest"
 )
 
+// The tests of this file come from the first hostile review of the outage
+// breaker (issue 11). Each failed on the code it reviewed; its comment
+// tells the bug it found, in the present tense of that code, and the test
+// now keeps it from coming back.
+
 // TestReview11GetOrSetServesAQueuedDeleteThroughLock: the contract says
 // that until a queued Delete is replayed, THIS process reads the key as
 // missing. Get does (guard.Get checks the queue), but GetOrSet on a Redis
