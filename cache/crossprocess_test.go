@@ -233,14 +233,16 @@ func TestCrossProcessHolderKilled(t *testing.T) {
 func TestCrossProcessLoadLongerThanLease(t *testing.T) {
 	const near = false
 	srv := redistest.Start(t)
-	const lease = 300 * time.Millisecond
-	a := startChild(t, srv, near, "load", lease.String(), "1500ms/from-a")
+	// 600ms: a renewal every 200ms must land within it, on a 2-core
+	// machine running the whole suite under -race (300ms failed there once).
+	const lease = 600 * time.Millisecond
+	a := startChild(t, srv, near, "load", lease.String(), "3s/from-a")
 	a.expect(t, "loading")
 	b := startChild(t, srv, near, "load", lease.String(), "10ms/from-b")
-	if l := a.expect(t, "result"); l != "result 1500ms/from-a <nil>" {
+	if l := a.expect(t, "result"); l != "result 3s/from-a <nil>" {
 		t.Fatalf("the loading process said %q", l)
 	}
-	if l := b.expect(t, "result"); l != "result 1500ms/from-a <nil>" {
+	if l := b.expect(t, "result"); l != "result 3s/from-a <nil>" {
 		t.Fatalf("the waiting process said %q, want the first process's value", l)
 	}
 	a.wait(t)
