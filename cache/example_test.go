@@ -2,10 +2,13 @@ package cache_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/ushka-go/ushka/cache"
+	"github.com/ushka-go/ushka/cache/cachetest"
+	"github.com/ushka-go/ushka/cache/memory"
 )
 
 // Report is what the seed's ReportService computes.
@@ -89,4 +92,27 @@ func ExampleOpen_disabled() {
 	found, err := c.Get(ctx, "k", &s)
 	fmt.Println(found, err)
 	// Output: false <nil>
+}
+
+// ExampleCache_Breaker shows a health check reading the circuit breaker
+// that a cache puts in front of a remote store (here an in-memory store
+// behind cachetest.Chaos, which the cache takes for a remote one): closed
+// while the store answers, open once three calls in a row failed.
+func ExampleCache_Breaker() {
+	store, _ := memory.New(memory.Options{})
+	var chaos cachetest.Chaos
+	c := cache.New(chaos.Wrap(store), cache.WithLogger(nil))
+	defer c.Close()
+	ctx := context.Background()
+	fmt.Println(c.Breaker().State)
+
+	chaos.Fail(errors.New("connection refused"))
+	for range 3 {
+		_, _, _ = cache.Get[string](ctx, c, "k")
+	}
+	st := c.Breaker()
+	fmt.Println(st.State, "because:", st.Reason)
+	// Output:
+	// closed
+	// open because: cachetest: chaos: get: connection refused
 }
