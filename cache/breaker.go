@@ -307,7 +307,7 @@ func (b *breaker) end(ctx context.Context, cl call, err error) {
 // not add up, and any answer pays what is owed.
 func (b *breaker) owe(gen uint32) {
 	now := b.now()
-	start := b.answered.Load() // the spell's start: no answer came in it
+	start := b.answered.Load() // the last answer, or the spell's start if none came in it
 	hang := b.hangAfter()
 	b.mu.Lock()
 	if b.owed == 0 || start-b.owedAt > hang {
