@@ -700,30 +700,62 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 // since a large cache takes many round trips to clear. A master that fails
 // does not stop the others from being cleared; its error is returned.
 func (s *Store) Clear(ctx context.Context) error {
+	_, err := s.ClearWith(ctx, ClearOptions{})
+	return err
+}
+
+// ClearOptions change [Store.ClearWith].
+type ClearOptions struct {
+	// DryRun counts the keys Clear would delete, and deletes none.
+	DryRun bool
+	// Progress, when set, is called after each batch of keys a master's
+	// SCAN returned, and once more when that master is done, from the
+	// goroutine that called ClearWith.
+	Progress func(ClearProgress)
+}
+
+// ClearProgress is how far a Clear has come on one master.
+type ClearProgress struct {
+	Node     string `json:"node"`     // the master's address
+	Found    int    `json:"found"`    // keys under the prefix found there so far
+	Unlinked int    `json:"unlinked"` // of those, deleted (0 in a dry run)
+	Done     bool   `json:"done"`     // its scan is over
+	Err      error  `json:"-"`        // why it stopped, when it failed
+}
+
+// ClearWith is [Store.Clear], master by master, reporting its progress,
+// or, with DryRun, counting what it would delete. It returns each
+// master's final count, in the order of their addresses. A dry run leaves
+// the near cache alone. A key under the prefix written during the scan may
+// or may not be counted, as SCAN promises.
+func (s *Store) ClearWith(ctx context.Context, o ClearOptions) ([]ClearProgress, error) {
 	if s.closed.Load() {
-		return s.fail("clear", cache.ErrClosed)
+		return nil, s.fail("clear", cache.ErrClosed)
 	}
-	if s.near != nil {
+	if s.near != nil && !o.DryRun {
 		defer s.near.forgetAll()
 	}
 	c, err := s.connWithin(ctx)
 	if err != nil {
-		return s.fail("clear", err)
+		return nil, s.fail("clear", err)
 	}
 	masters, err := s.masters(ctx, c)
 	if err != nil {
-		return s.fail("clear", err)
+		return nil, s.fail("clear", err)
 	}
 	var errs []error
+	report := make([]ClearProgress, 0, len(masters))
 	for _, m := range masters {
-		if err := s.clearNode(ctx, c, m.client); err != nil {
-			errs = append(errs, fmt.Errorf("node %s: %w", m.addr, err))
+		p := s.clearNode(ctx, c, m, o)
+		report = append(report, p)
+		if p.Err != nil {
+			errs = append(errs, fmt.Errorf("node %s: %w", m.addr, p.Err))
 		}
 	}
 	if len(errs) > 0 {
-		return s.fail("clear", errors.Join(errs...))
+		return report, s.fail("clear", errors.Join(errs...))
 	}
-	return nil
+	return report, nil
 }
 
 // node is one server and the client that talks to it alone.
@@ -764,16 +796,21 @@ func (s *Store) masters(ctx context.Context, c rueidis.Client) ([]node, error) {
 // clusterMasters returns the masters' addresses, sorted, from the first of
 // nodes to answer CLUSTER SLOTS within the timeout.
 func (s *Store) clusterMasters(ctx context.Context, nodes map[string]rueidis.Client) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel() // ends the requests still out once one has answered
+	// The requests still out once one has answered run to their end,
+	// within the timeout, rather than being cancelled: a request that is
+	// cancelled while its node's connection is being dialled fails that
+	// dial, and the next call to the node (this Ping's PING, this Clear's
+	// SCAN) failed with "context canceled" in a new process.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 	type answer struct {
 		masters []string
 		err     error
 	}
 	answers := make(chan answer, len(nodes))
+	var wg sync.WaitGroup
 	for addr, n := range nodes {
-		go func() {
-			slots, err := n.Do(ctx, n.B().ClusterSlots().Build()).ToArray()
+		wg.Go(func() {
+			slots, err := n.Do(rctx, n.B().ClusterSlots().Build()).ToArray()
 			if err != nil {
 				answers <- answer{err: fmt.Errorf("node %s: cluster slots: %w", addr, err)}
 				return
@@ -783,11 +820,20 @@ func (s *Store) clusterMasters(ctx context.Context, nodes map[string]rueidis.Cli
 				err = fmt.Errorf("node %s: cluster slots: %w", addr, err)
 			}
 			answers <- answer{masters, err}
-		}()
+		})
 	}
+	go func() {
+		wg.Wait()
+		cancel()
+	}()
 	var errs []error
 	for range nodes {
-		a := <-answers
+		var a answer
+		select {
+		case a = <-answers:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 		if a.err == nil {
 			return a.masters, nil
 		}
@@ -833,23 +879,38 @@ func parseSlotMasters(slots []rueidis.RedisMessage, from string) ([]string, erro
 	return slices.Sorted(maps.Keys(seen)), nil
 }
 
-func (s *Store) clearNode(ctx context.Context, c, node rueidis.Client) error {
-	return s.scan(ctx, node, func(keys []string) error {
-		// One UNLINK per key: in a Cluster, keys of one node may belong to
-		// different slots, and rueidis routes each to its master.
-		cmds := make(rueidis.Commands, 0, len(keys))
-		for _, k := range keys {
-			cmds = append(cmds, c.B().Unlink().Key(k).Build())
-		}
-		uctx, cancel := context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-		for _, r := range c.DoMulti(uctx, cmds...) {
-			if err := r.Error(); err != nil {
-				return fmt.Errorf("unlink: %w", err)
+func (s *Store) clearNode(ctx context.Context, c rueidis.Client, m node, o ClearOptions) ClearProgress {
+	p := ClearProgress{Node: m.addr}
+	p.Err = s.scan(ctx, m.client, func(keys []string) error {
+		p.Found += len(keys)
+		if !o.DryRun {
+			// One UNLINK per key: in a Cluster, keys of one node may
+			// belong to different slots, and rueidis routes each to its
+			// master.
+			cmds := make(rueidis.Commands, 0, len(keys))
+			for _, k := range keys {
+				cmds = append(cmds, c.B().Unlink().Key(k).Build())
 			}
+			uctx, cancel := context.WithTimeout(ctx, s.timeout)
+			defer cancel()
+			for _, r := range c.DoMulti(uctx, cmds...) {
+				n, err := r.AsInt64()
+				if err != nil {
+					return fmt.Errorf("unlink: %w", err)
+				}
+				p.Unlinked += int(n) // 0 for a key that went meanwhile
+			}
+		}
+		if o.Progress != nil {
+			o.Progress(p)
 		}
 		return nil
 	})
+	p.Done = true
+	if o.Progress != nil {
+		o.Progress(p)
+	}
+	return p
 }
 
 // scan calls fn with each non-empty batch of the node's keys under the

@@ -490,3 +490,78 @@ func TestConformanceSentinel(t *testing.T) {
 		t.Fatalf("GET on the master = %q", got)
 	}
 }
+
+// TestClearWithReportsProgressAndDryRun: ClearWith's dry run counts the
+// keys under the prefix on each master and deletes none (the near cache
+// keeps its entries); a Clear reports each batch of each master as it goes,
+// with counts that only grow, ending with every key found and unlinked;
+// keys under another prefix are neither counted nor touched.
+func TestClearWithReportsProgressAndDryRun(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"server", func(t *testing.T) string { return "redis://" + redistest.Start(t).Addr }},
+		{"cluster", func(t *testing.T) string { return clusterURL(redistest.StartCluster(t, 3)) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url := tc.url(t)
+			ctx := t.Context()
+			s := openStore(t, nearConfig(url, "mine:"))
+			other := openStore(t, cache.Config{RedisURL: cache.SecretURL(url), KeyPrefix: "theirs:"})
+			const n = 2500 // more than one SCAN batch
+			for i := range n {
+				if err := s.Set(ctx, fmt.Sprint("k", i), []byte("v"), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := other.Set(ctx, "k0", []byte("theirs"), 0); err != nil {
+				t.Fatal(err)
+			}
+			getNear(t, s, "k1")
+			getNear(t, s, "k1")
+			report, err := s.ClearWith(ctx, redis.ClearOptions{DryRun: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found, unlinked := 0, 0
+			for _, p := range report {
+				found, unlinked = found+p.Found, unlinked+p.Unlinked
+			}
+			if found != n || unlinked != 0 {
+				t.Fatalf("dry run = %+v: found %d, unlinked %d; want %d found, none unlinked", report, found, unlinked, n)
+			}
+			if _, _, near := getNear(t, s, "k1"); !near {
+				t.Fatal("a dry run emptied the near cache")
+			}
+			last := map[string]redis.ClearProgress{}
+			calls := 0
+			report, err = s.ClearWith(ctx, redis.ClearOptions{Progress: func(p redis.ClearProgress) {
+				calls++
+				if prev := last[p.Node]; prev.Done || p.Found < prev.Found || p.Unlinked < prev.Unlinked || p.Unlinked > p.Found {
+					t.Errorf("progress of %s went from %+v to %+v", p.Node, prev, p)
+				}
+				last[p.Node] = p
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found, unlinked = 0, 0
+			for _, p := range report {
+				found, unlinked = found+p.Found, unlinked+p.Unlinked
+				if !last[p.Node].Done {
+					t.Errorf("master %s's progress never said done", p.Node)
+				}
+			}
+			if found != n || unlinked != n || calls <= len(report) {
+				t.Fatalf("clear = %+v after %d progress calls: found %d, unlinked %d; want %d each, reported batch by batch", report, calls, found, unlinked, n)
+			}
+			if _, ok, _ := s.Get(ctx, "k7"); ok {
+				t.Fatal("k7 still there after the clear")
+			}
+			if v, ok, _ := other.Get(ctx, "k0"); !ok || string(v) != "theirs" {
+				t.Fatal("the clear touched another prefix's key")
+			}
+		})
+	}
+}

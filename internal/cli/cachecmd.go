@@ -22,7 +22,8 @@ const cacheUsage = `Usage:
   ushka cache get    [--config PATH] KEY                   print the stored value; exit 1 when missing
   ushka cache set    [--config PATH] [--ttl DURATION] KEY VALUE   store VALUE as it is (a string)
   ushka cache delete [--config PATH] KEY
-  ushka cache clear  [--config PATH] [--yes]               delete every key under key_prefix
+  ushka cache clear  [--config PATH] [--yes] [--dry-run]   delete every key under key_prefix, master by
+                                                          master; --dry-run counts them and deletes none
   ushka cache stats  [--config PATH]                     the keys and servers of the shared backend
   ushka cache stats  --url http://HOST:PORT               a running service's own counters (GET /cache/stats):
                                                           hits, near-cache hits and memory, ...
@@ -136,9 +137,16 @@ func (e *env) cacheDelete(args []string) int {
 	return ExitOK
 }
 
+// clearer is a store that clears master by master, reporting its
+// progress, and can count what it would clear (the redis store).
+type clearer interface {
+	ClearWith(ctx context.Context, o redis.ClearOptions) ([]redis.ClearProgress, error)
+}
+
 func (e *env) cacheClear(args []string) int {
 	fs := e.flags("cache clear")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	dry := fs.Bool("dry-run", false, "count the keys it would delete, per master, and delete none")
 	if _, code, ok := e.command(fs, cacheUsage, args); !ok {
 		return code
 	}
@@ -147,21 +155,101 @@ func (e *env) cacheClear(args []string) int {
 		return code
 	}
 	defer c.Close()
+	cl, _ := c.Store().(clearer)
+	if cl == nil {
+		cl = frontEndClearer{c}
+	}
+	if *dry {
+		report, err := cl.ClearWith(e.ctx, redis.ClearOptions{DryRun: true, Progress: e.clearProgress("found")})
+		if err != nil {
+			return e.backendError(err)
+		}
+		fmt.Fprintf(e.stdout, "would delete %d keys under %q%s; nothing deleted (dry run)\n", total(report, false), cc.KeyPrefix, perMaster(report, false))
+		return ExitOK
+	}
 	if !*yes {
 		if !isTerminal(e.stdin) {
 			return e.errorf(ExitUsage, "refusing to clear without --yes: standard input is not a terminal to confirm on")
 		}
-		fmt.Fprintf(e.stdout, "Delete every key under %q on %s? [y/N] ", cc.KeyPrefix, cc.RedisURL)
+		what := "every key"
+		if report, err := cl.ClearWith(e.ctx, redis.ClearOptions{DryRun: true}); err == nil {
+			what = fmt.Sprintf("the %d keys", total(report, false))
+		}
+		fmt.Fprintf(e.stdout, "Delete %s under %q on %s? [y/N] ", what, cc.KeyPrefix, cc.RedisURL)
 		answer, _ := bufio.NewReader(e.stdin).ReadString('\n')
 		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
 			return e.errorf(ExitUsage, "not confirmed; nothing deleted")
 		}
 	}
-	if err := c.Clear(e.ctx); err != nil {
+	report, err := cl.ClearWith(e.ctx, redis.ClearOptions{Progress: e.clearProgress("deleted")})
+	if err != nil {
 		return e.backendError(err)
 	}
-	fmt.Fprintf(e.stdout, "cleared the keys under %q\n", cc.KeyPrefix)
+	if report == nil { // a backend that does not count
+		fmt.Fprintf(e.stdout, "cleared the keys under %q\n", cc.KeyPrefix)
+		return ExitOK
+	}
+	fmt.Fprintf(e.stdout, "cleared %d keys under %q%s\n", total(report, true), cc.KeyPrefix, perMaster(report, true))
 	return ExitOK
+}
+
+// clearProgress returns the progress function of a clear: on a terminal,
+// one line per master, rewritten as its batches come; elsewhere nothing
+// (the summary says it all).
+func (e *env) clearProgress(verb string) func(redis.ClearProgress) {
+	if !isTerminal(e.stdout) {
+		return nil
+	}
+	return func(p redis.ClearProgress) {
+		n := p.Found
+		if verb == "deleted" {
+			n = p.Unlinked
+		}
+		fmt.Fprintf(e.stdout, "\r%s: %d keys %s", p.Node, n, verb)
+		if p.Done {
+			fmt.Fprintln(e.stdout)
+		}
+	}
+}
+
+// total sums the keys a clear found (or deleted).
+func total(report []redis.ClearProgress, deleted bool) int {
+	n := 0
+	for _, p := range report {
+		if deleted {
+			n += p.Unlinked
+		} else {
+			n += p.Found
+		}
+	}
+	return n
+}
+
+// perMaster lists a clear's counts by master, when there are several.
+func perMaster(report []redis.ClearProgress, deleted bool) string {
+	if len(report) < 2 {
+		return ""
+	}
+	parts := make([]string, len(report))
+	for i, p := range report {
+		n := p.Found
+		if deleted {
+			n = p.Unlinked
+		}
+		parts[i] = fmt.Sprintf("%s: %d", p.Node, n)
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// frontEndClearer clears a store that cannot report its progress through
+// the cache: no count, no dry run.
+type frontEndClearer struct{ c *cache.Cache }
+
+func (f frontEndClearer) ClearWith(ctx context.Context, o redis.ClearOptions) ([]redis.ClearProgress, error) {
+	if o.DryRun {
+		return nil, errors.New("this backend cannot count its keys: --dry-run needs the redis backend")
+	}
+	return nil, f.c.Clear(ctx)
 }
 
 func (e *env) cacheStats(args []string) int {

@@ -205,7 +205,11 @@ func TestCacheCommandsOnRedis(t *testing.T) {
 	if got := srv.Do("EXISTS", "ushka:with-ttl"); got != "1" {
 		t.Fatal("clear without --yes deleted something")
 	}
-	expect(t, run(t, "cache", "clear", "--yes", "--config", cfgPath), 0, `cleared the keys under "ushka:"`, "")
+	expect(t, run(t, "cache", "clear", "--dry-run", "--config", cfgPath), 0, `would delete 2 keys under "ushka:"; nothing deleted (dry run)`, "")
+	if got := srv.Do("DBSIZE"); got != "4" {
+		t.Fatalf("DBSIZE after clear --dry-run = %s, want all 4 keys still there", got)
+	}
+	expect(t, run(t, "cache", "clear", "--yes", "--config", cfgPath), 0, `cleared 2 keys under "ushka:"`, "")
 	if got := srv.Do("DBSIZE"); got != "2" {
 		t.Fatalf("DBSIZE after clear = %s, want the 2 foreign keys", got)
 	}
@@ -464,7 +468,9 @@ func TestServeFailingWithoutStaleIs503(t *testing.T) {
 func TestCacheGetOfEntriesWithAHeader(t *testing.T) {
 	srv := redistest.Start(t)
 	url := "redis://" + srv.Addr + "/0"
-	cfgPath := testutil.WriteConfig(t, fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = %q\n", url))
+	// A 2s timeout: a new process dials each master within its first
+	// Ping, which 250ms did not always cover on a busy machine.
+	cfgPath := testutil.WriteConfig(t, fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = %q\ntimeout = \"2s\"\n", url))
 	c, err := cache.Open(t.Context(), cache.Config{Enabled: true, Backend: "redis", RedisURL: cache.SecretURL(url)}, cache.WithLogger(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -485,4 +491,43 @@ func TestCacheGetOfEntriesWithAHeader(t *testing.T) {
 
 	srv.Do("SET", "ushka:future", cache.EntryMagic+"2 0 0 - - 0\n{}")
 	expect(t, run(t, "cache", "get", "--config", cfgPath, "future"), 1, "", `"future" not found`)
+}
+
+// TestCacheClearOnACluster: clear --dry-run counts the keys under the
+// prefix on each master and deletes none; clear deletes them, master by
+// master, saying how many on each, and leaves other keys alone.
+func TestCacheClearOnACluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	a := cl.Addrs()
+	url := "redis://" + a[0] + "?addr=" + a[1] + "&addr=" + a[2]
+	// A 2s timeout: a new process dials each master within its first
+	// Ping, which 250ms did not always cover on a busy machine.
+	cfgPath := testutil.WriteConfig(t, fmt.Sprintf("[cache]\nenabled = true\nbackend = \"redis\"\nredis_url = %q\ntimeout = \"2s\"\n", url))
+	c, err := cache.Open(t.Context(), cache.Config{Enabled: true, Backend: "redis", RedisURL: cache.SecretURL(url)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 60 {
+		if err := c.Set(t.Context(), fmt.Sprint("k", i), "v", 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := run(t, "cache", "clear", "--dry-run", "--config", cfgPath)
+	expect(t, r, 0, `would delete 60 keys under "ushka:" (`, "")
+	for _, addr := range a {
+		if !strings.Contains(r.stdout, addr+": ") {
+			t.Fatalf("clear --dry-run on a Cluster = %q, want a count for master %s", r.stdout, addr)
+		}
+	}
+	if v, found, err := cache.Get[string](t.Context(), c, "k7"); err != nil || !found || v != "v" {
+		t.Fatalf("k7 after clear --dry-run = (%q, %v, %v), want it still there", v, found, err)
+	}
+	r = run(t, "cache", "clear", "--yes", "--config", cfgPath)
+	expect(t, r, 0, `cleared 60 keys under "ushka:" (`, "")
+	for i := range 60 {
+		if _, found, err := cache.Get[string](t.Context(), c, fmt.Sprint("k", i)); err != nil || found {
+			t.Fatalf("k%d after clear = (%v, %v), want it gone", i, found, err)
+		}
+	}
 }
