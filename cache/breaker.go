@@ -194,7 +194,9 @@ func (b *breaker) hangAfter() int64 {
 // call is one call on the store, from begin to end.
 type call struct {
 	gen     uint32
-	tracked bool // counted among the calls waiting
+	tracked bool      // counted among the calls waiting
+	op      string    // its operation, for the metrics
+	start   time.Time // when it began, with metrics on
 }
 
 // slot's halves: a generation starts at each closing of the breaker, so
@@ -209,19 +211,25 @@ func (b *breaker) waiting() uint32 { return uint32(b.slot.Load() & waitingMask) 
 // begin admits a call, or returns the error that refuses it when the
 // breaker is not closed. A tracked call counts as waiting for an answer
 // (see watch); Clear, which takes many round trips, is not tracked.
-func (b *breaker) begin(tracked bool) (call, error) {
+func (b *breaker) begin(op string, tracked bool) (call, error) {
 	if BreakerState(b.state.Load()) != BreakerClosed {
 		return call{}, b.refuse()
 	}
+	cl := call{op: op}
+	if b.c.metrics != nil {
+		cl.start = time.Now()
+	}
 	if !tracked {
-		return call{gen: b.gen()}, nil
+		cl.gen = b.gen()
+		return cl, nil
 	}
 	v := b.slot.Add(1)
 	if v&waitingMask == 1 {
 		b.answered.Store(b.now()) // a busy spell starts: the store owes an answer from now
 		b.arm(b.hangAfter())
 	}
-	return call{gen: uint32(v >> 32), tracked: true}, nil
+	cl.gen, cl.tracked = uint32(v>>32), true
+	return cl, nil
 }
 
 // arm starts the watchdog to fire after d, unless it is armed.
@@ -254,6 +262,9 @@ func (b *breaker) watch() {
 
 // end records the outcome of a call that begin admitted.
 func (b *breaker) end(ctx context.Context, cl call, err error) {
+	if !cl.start.IsZero() {
+		b.c.recordCall(ctx, cl.op, cl.start, err)
+	}
 	waiting := -1 // not tracked
 	if cl.tracked {
 		for {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/ushka-go/ushka/codec"
 	"github.com/ushka-go/ushka/internal/memstore"
 )
@@ -34,6 +36,10 @@ type Cache struct {
 	timeout    time.Duration // bound on the store of a loaded value
 	closed     atomic.Bool
 	stats      counters
+	backend    string // the backend's name, for errors, logs and metrics
+
+	meterProvider metric.MeterProvider // WithMeterProvider's
+	metrics       *metrics             // nil without one
 
 	locker        Locker // the store's cross-process lease, when it has one
 	policy        policy // GetOrSet's defaults: fail-safe, early refresh, load timeouts
@@ -93,6 +99,15 @@ func New(store Store, opts ...Option) *Cache {
 		if o != nil {
 			o.apply(c)
 		}
+	}
+	if c.backend == "" {
+		c.backend = backendName(store)
+	}
+	if c.brk != nil {
+		c.brk.backend = c.backend
+	}
+	if err := c.startMetrics(c.backend); err != nil {
+		c.log.Warn("cache metrics off: the MeterProvider refused an instrument", "err", err)
 	}
 	return c
 }
@@ -319,6 +334,7 @@ func (c *Cache) Close() error {
 				"backend", c.brk.backend, "lost", lost)
 		}
 	}
+	c.stopMetrics()
 	c.staleOnce.Do(func() {}) // no copies are made after Close
 	if s := c.staleStore.Load(); s != nil {
 		s.Close()

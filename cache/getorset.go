@@ -366,7 +366,9 @@ func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, er
 		ctx, cancel = context.WithTimeout(ctx, j.p.hardTimeout)
 		defer cancel()
 	}
+	start := time.Now()
 	v, err := j.load(ctx)
+	c.recordLoad(ctx, start, err)
 	return v, false, err
 }
 

@@ -108,10 +108,8 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Cache, error) {
 		Failures: cfg.BreakerFailures, HangAfter: cfg.BreakerHangAfter,
 		Retry: cfg.BreakerRetry, QueueMax: cfg.InvalidationQueueMax,
 	}))
+	base = append(base, optionFunc{"backend " + cfg.Backend, func(c *Cache) { c.backend = cfg.Backend }})
 	c := New(store, append(base, opts...)...)
-	if c.brk != nil {
-		c.brk.backend = cfg.Backend
-	}
 	c.timeout = cfg.Timeout
 	c.lease = cfg.LockLease
 	c.staleMaxBytes = cfg.StaleMaxBytes

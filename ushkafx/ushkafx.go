@@ -21,6 +21,7 @@ import (
 	"context"
 	"log/slog"
 
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/fx"
 
 	"github.com/ushka-go/ushka/cache"
@@ -57,12 +58,18 @@ type cacheIn struct {
 	Lifecycle fx.Lifecycle
 	Config    *config.Config
 	Logger    *slog.Logger `optional:"true"` // used when the app provides one
+	// MeterProvider receives the cache's metrics when the app provides one
+	// (cache.WithMeterProvider).
+	MeterProvider metric.MeterProvider `optional:"true"`
 }
 
 func provideCache(in cacheIn) (*cache.Cache, error) {
 	var opts []cache.Option
 	if in.Logger != nil {
 		opts = append(opts, cache.WithLogger(in.Logger))
+	}
+	if in.MeterProvider != nil {
+		opts = append(opts, cache.WithMeterProvider(in.MeterProvider))
 	}
 	c, err := cache.Open(context.Background(), in.Config.Cache, opts...)
 	if err != nil {

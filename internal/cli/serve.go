@@ -9,6 +9,11 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.uber.org/fx"
 
 	"github.com/ushka-go/ushka/cache"
@@ -30,6 +35,7 @@ Serves the seed's ReportService with the configured cache:
   GET  /healthz             "ok", or "degraded" (still 200) while the cache backend
                             does not answer, with its circuit breaker's state
   GET  /cache/stats         hits, misses, sets, deletes, loads, errors, ...
+  GET  /metrics             the cache's OpenTelemetry metrics, in the Prometheus text format
 --delay is how long the report takes to compute (default 2s), --ttl how long
 it is cached (default 60s, as in the seed).
 Stops gracefully on SIGINT or SIGTERM, closing the cache.
@@ -58,10 +64,26 @@ func (e *env) serve(args []string) int {
 		return code
 	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
+	// GET /metrics: the cache's OpenTelemetry metrics, through the
+	// Prometheus exporter, on a registry of its own.
+	registry := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
+	if err != nil {
+		return e.errorf(ExitUsage, "metrics: %v", err)
+	}
+	meters := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	defer meters.Shutdown(context.Background())
 	opts := []fx.Option{
 		fx.NopLogger,
 		ushkafx.Module,
 		fx.Supply(log), // ushkafx gives it to the cache
+		fx.Supply(fx.Annotate(meters, fx.As(new(metric.MeterProvider)))), // and this
+		fx.Decorate(func(h http.Handler) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+			mux.Handle("/", h)
+			return mux
+		}),
 		fx.Provide(reports.NewReportService, reports.NewHandler),
 		fx.Decorate(func(s *reports.ReportService) *reports.ReportService {
 			return s.WithTTL(ttl).WithDelay(delay).WithLogger(log)

@@ -1,0 +1,201 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Metrics (WithMeterProvider): the cache's own OpenTelemetry instruments.
+// The counters a Cache keeps anyway ([Stats]) are read by asynchronous
+// instruments when the reader collects, so a hit costs nothing more with
+// metrics on; only a load and a call to a remote store record a duration.
+
+// meterName is the instrumentation scope of the cache's instruments.
+const meterName = "github.com/ushka-go/ushka/cache"
+
+// metrics is what a Cache records into synchronously; nil without a
+// MeterProvider.
+type metrics struct {
+	loadDuration metric.Float64Histogram // seconds per load
+	callDuration metric.Float64Histogram // seconds per call to a remote store
+	attrs        attribute.Set           // the cache's own: its backend
+	reg          metric.Registration
+}
+
+// WithMeterProvider makes the cache report its metrics through mp: its
+// counters (hits, misses, sets, deletes, loads, errors, stale values
+// served, early refreshes, near-cache hits, and the circuit breaker's
+// openings, refused calls and queued, replayed and dropped invalidations)
+// and gauges (the near cache's entries and bytes, the breaker's state, the
+// invalidations waiting), read when mp's reader collects, and the duration
+// of loads and of calls to a remote store as histograms. Their names are
+// listed in the README. A nil mp turns metrics off, the default.
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return optionFunc{"WithMeterProvider", func(c *Cache) { c.meterProvider = mp }}
+}
+
+// histogramBounds are the buckets of the duration histograms, in seconds:
+// from 50µs (a call to Redis on loopback) to 10s (a slow load).
+var histogramBounds = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+// startMetrics registers c's instruments with its MeterProvider, if any.
+// backend names the store ("in_memory", "redis", or its type).
+func (c *Cache) startMetrics(backend string) error {
+	if c.meterProvider == nil {
+		return nil
+	}
+	m := c.meterProvider.Meter(meterName)
+	kv := []attribute.KeyValue{attribute.String("cache.backend", backend)}
+	if backend == "redis" {
+		kv = append(kv, attribute.String("db.system.name", "redis"))
+	}
+	mt := &metrics{attrs: attribute.NewSet(kv...)}
+	var errs []error
+	counter := func(name, desc string) metric.Int64ObservableCounter {
+		i, err := m.Int64ObservableCounter(name, metric.WithDescription(desc), metric.WithUnit("{"+unitOf(name)+"}"))
+		errs = append(errs, err)
+		return i
+	}
+	gauge := func(name, unit, desc string) metric.Int64ObservableGauge {
+		i, err := m.Int64ObservableGauge(name, metric.WithDescription(desc), metric.WithUnit(unit))
+		errs = append(errs, err)
+		return i
+	}
+	hits := counter("cache.hits", "Reads that found a value, near-cache hits included.")
+	misses := counter("cache.misses", "Reads that found nothing.")
+	sets := counter("cache.sets", "Values written.")
+	deletes := counter("cache.deletes", "Deletes that succeeded.")
+	loads := counter("cache.loads", "Calls of a GetOrSet load function.")
+	errored := counter("cache.errors", "Failed operations: store errors, values that do not encode or decode, failed loads.")
+	stale := counter("cache.stale", "Values fail-safe served past their ttl.")
+	refreshes := counter("cache.refreshes", "Early refreshes that ran a load.")
+	nearHits := counter("cache.near.hits", "Hits served from the near cache, without a round trip.")
+	opened := counter("cache.breaker.opened", "Times the circuit breaker opened.")
+	refused := counter("cache.breaker.refused", "Calls the circuit breaker refused without asking the store.")
+	queued := counter("cache.invalidations.queued", "Invalidations queued because the store did not answer.")
+	replayed := counter("cache.invalidations.replayed", "Queued invalidations applied once the store answered.")
+	dropped := counter("cache.invalidations.dropped", "Queued invalidations dropped because the queue was full (a Clear replaces them).")
+	nearEntries := gauge("cache.near.entries", "{entry}", "Entries the near cache holds.")
+	nearBytes := gauge("cache.near.bytes", "By", "Memory the near cache accounts for its entries.")
+	state := gauge("cache.breaker.state", "1", "The circuit breaker's state: 0 closed, 1 open, 2 half-open.")
+	pending := gauge("cache.invalidations.pending", "{invalidation}", "Invalidations waiting to be replayed.")
+	var err error
+	mt.loadDuration, err = m.Float64Histogram("cache.load.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of GetOrSet loads."), metric.WithExplicitBucketBoundaries(histogramBounds...))
+	errs = append(errs, err)
+	mt.callDuration, err = m.Float64Histogram("cache.operation.duration", metric.WithUnit("s"),
+		metric.WithDescription("Duration of calls to a remote store, by operation."), metric.WithExplicitBucketBoundaries(histogramBounds...))
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	opt := metric.WithAttributeSet(mt.attrs)
+	mt.reg, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := c.Stats()
+		for _, v := range []struct {
+			i metric.Int64Observable
+			n uint64
+		}{
+			{hits, s.Hits}, {misses, s.Misses}, {sets, s.Sets}, {deletes, s.Deletes}, {loads, s.Loads},
+			{errored, s.Errors}, {stale, s.Stale}, {refreshes, s.Refreshes}, {nearHits, s.NearHits},
+		} {
+			o.ObserveInt64(v.i, int64(v.n), opt)
+		}
+		o.ObserveInt64(nearEntries, int64(s.NearEntries), opt)
+		o.ObserveInt64(nearBytes, s.NearBytes, opt)
+		if c.brk != nil {
+			for _, v := range []struct {
+				i metric.Int64Observable
+				n uint64
+			}{{opened, s.BreakerOpened}, {refused, s.Refused}, {queued, s.Queued}, {replayed, s.Replayed}, {dropped, s.Dropped}} {
+				o.ObserveInt64(v.i, int64(v.n), opt)
+			}
+			o.ObserveInt64(state, int64(c.brk.state.Load()), opt)
+			o.ObserveInt64(pending, int64(s.QueuedNow), opt)
+		}
+		return nil
+	}, hits, misses, sets, deletes, loads, errored, stale, refreshes, nearHits, nearEntries, nearBytes,
+		opened, refused, queued, replayed, dropped, state, pending)
+	if err != nil {
+		return err
+	}
+	c.metrics = mt
+	return nil
+}
+
+// unitOf is the annotation of a counter's unit, from its name.
+func unitOf(name string) string {
+	switch name {
+	case "cache.hits", "cache.misses", "cache.near.hits":
+		return "read"
+	case "cache.sets", "cache.deletes":
+		return "write"
+	case "cache.loads", "cache.refreshes":
+		return "load"
+	case "cache.stale":
+		return "value"
+	case "cache.breaker.opened":
+		return "opening"
+	case "cache.breaker.refused":
+		return "call"
+	case "cache.errors":
+		return "error"
+	}
+	return "invalidation"
+}
+
+// stopMetrics unregisters c's callback: a closed cache reports nothing.
+func (c *Cache) stopMetrics() {
+	if c.metrics != nil && c.metrics.reg != nil {
+		_ = c.metrics.reg.Unregister()
+	}
+}
+
+// recordLoad records the duration of a load since start, with its outcome.
+func (c *Cache) recordLoad(ctx context.Context, start time.Time, err error) {
+	if c.metrics == nil {
+		return
+	}
+	c.metrics.loadDuration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributeSet(withError(c.metrics.attrs, err)))
+}
+
+// recordCall records the duration of a call to the remote store.
+func (c *Cache) recordCall(ctx context.Context, op string, start time.Time, err error) {
+	if c.metrics == nil {
+		return
+	}
+	kv := append(c.metrics.attrs.ToSlice(), attribute.String("db.operation.name", op))
+	if err != nil {
+		kv = append(kv, attribute.String("error.type", errorType(err)))
+	}
+	c.metrics.callDuration.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(kv...))
+}
+
+// withError adds error.type to set when err is not nil.
+func withError(set attribute.Set, err error) attribute.Set {
+	if err == nil {
+		return set
+	}
+	return attribute.NewSet(append(set.ToSlice(), attribute.String("error.type", errorType(err)))...)
+}
+
+// errorType is the low-cardinality error.type of err.
+func errorType(err error) string {
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	case errors.Is(err, ErrRefused):
+		return "refused"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, ErrClosed):
+		return "closed"
+	}
+	return "_OTHER"
+}
