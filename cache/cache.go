@@ -37,6 +37,7 @@ type Cache struct {
 	closed     atomic.Bool
 	stats      counters
 	backend    string // the backend's name, for errors, logs and metrics
+	name       string // WithName's, for the metrics
 
 	meterProvider metric.MeterProvider // WithMeterProvider's
 	metrics       *metrics             // nil without one

@@ -3,7 +3,9 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -53,6 +55,17 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc{"WithMeterProvider", func(c *Cache) { c.meterProvider = mp }}
 }
 
+// WithName names the cache in its metrics (the cache.name attribute), so
+// that several caches reporting to one MeterProvider have series of their
+// own. Without it, the caches of a process with metrics are named cache1,
+// cache2, ... in the order they were made.
+func WithName(name string) Option {
+	return optionFunc{fmt.Sprintf("WithName(%q)", name), func(c *Cache) { c.name = name }}
+}
+
+// unnamedCaches counts the caches made with metrics and without a name.
+var unnamedCaches atomic.Int64
+
 // histogramBounds are the buckets of the duration histograms, in seconds:
 // from 50µs (a call to Redis on loopback) to 10s (a slow load).
 var histogramBounds = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
@@ -64,7 +77,11 @@ func (c *Cache) startMetrics(backend string) error {
 		return nil
 	}
 	m := c.meterProvider.Meter(meterName)
-	kv := []attribute.KeyValue{attribute.String("cache.backend", backend)}
+	name := c.name
+	if name == "" {
+		name = fmt.Sprintf("cache%d", unnamedCaches.Add(1))
+	}
+	kv := []attribute.KeyValue{attribute.String("cache.name", name), attribute.String("cache.backend", backend)}
 	if backend == "redis" {
 		kv = append(kv, attribute.String("db.system.name", "redis"))
 	}
@@ -96,7 +113,7 @@ func (c *Cache) startMetrics(backend string) error {
 	dropped := counter("cache.invalidations.dropped", "Queued invalidations dropped because the queue was full (a Clear replaces them).")
 	nearEntries := gauge("cache.near.entries", "{entry}", "Entries the near cache holds.")
 	nearBytes := gauge("cache.near.bytes", "By", "Memory the near cache accounts for its entries.")
-	state := gauge("cache.breaker.state", "1", "The circuit breaker's state: 0 closed, 1 open, 2 half-open.")
+	state := gauge("cache.breaker.state", "{state}", "The circuit breaker's state: 0 closed, 1 open, 2 half-open.")
 	pending := gauge("cache.invalidations.pending", "{invalidation}", "Invalidations waiting to be replayed.")
 	var err error
 	mt.loadDuration, err = m.Float64Histogram("cache.load.duration", metric.WithUnit("s"),

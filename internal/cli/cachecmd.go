@@ -162,6 +162,9 @@ func (e *env) cacheClear(args []string) int {
 	if *dry {
 		report, err := cl.ClearWith(e.ctx, redis.ClearOptions{DryRun: true, Progress: e.clearProgress("found")})
 		if err != nil {
+			if report != nil {
+				fmt.Fprintf(e.stdout, "stopped after finding %d keys under %q%s\n", total(report, false), cc.KeyPrefix, perMaster(report, false))
+			}
 			return e.backendError(err)
 		}
 		fmt.Fprintf(e.stdout, "would delete %d keys under %q%s; nothing deleted (dry run)\n", total(report, false), cc.KeyPrefix, perMaster(report, false))
@@ -183,6 +186,10 @@ func (e *env) cacheClear(args []string) int {
 	}
 	report, err := cl.ClearWith(e.ctx, redis.ClearOptions{Progress: e.clearProgress("deleted")})
 	if err != nil {
+		if report != nil {
+			// Interrupted (Ctrl-C, a master down): say what was deleted.
+			fmt.Fprintf(e.stdout, "stopped after deleting %d keys under %q%s\n", total(report, true), cc.KeyPrefix, perMaster(report, true))
+		}
 		return e.backendError(err)
 	}
 	if report == nil { // a backend that does not count
