@@ -102,10 +102,8 @@ func TestBreakerProbesOneAtATime(t *testing.T) {
 // call slowly, but answers, is not hung: with calls overlapping, answers
 // keep coming, and the breaker stays closed.
 func TestBreakerSlowButAnsweringStoreStaysClosed(t *testing.T) {
-	inner, _ := memory.New(memory.Options{})
 	var chaos cachetest.Chaos
-	c := cache.New(chaos.Wrap(inner), cache.WithLogger(nil), cache.WithBreaker(cache.BreakerConfig{HangAfter: 200 * time.Millisecond}))
-	defer c.Close()
+	c := overChaos(t, &chaos, cache.WithBreaker(cache.BreakerConfig{HangAfter: 200 * time.Millisecond}))
 	chaos.Delay(20*time.Millisecond, cachetest.OpGet)
 	var wg sync.WaitGroup
 	for g := range 8 {

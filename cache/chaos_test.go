@@ -14,14 +14,22 @@ import (
 // chaosCache is a cache over an in-memory store wrapped by chaos.
 func chaosCache(t *testing.T, chaos *cachetest.Chaos) *cache.Cache {
 	t.Helper()
+	// These tests show Chaos's faults through the front end, call by call:
+	// the breaker, which would refuse calls after a few failures, is kept
+	// shut (TestBreaker* show it).
+	return overChaos(t, chaos, cache.WithBreaker(cache.BreakerConfig{Failures: 1 << 30, HangAfter: time.Hour}))
+}
+
+// overChaos returns a cache over a new in-memory store wrapped in chaos,
+// which the cache takes for a remote store (it puts its breaker in front),
+// with no logger and opts; it is closed when t ends.
+func overChaos(t testing.TB, chaos *cachetest.Chaos, opts ...cache.Option) *cache.Cache {
+	t.Helper()
 	s, err := memory.New(memory.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// These tests show Chaos's faults through the front end, call by call:
-	// the breaker, which would refuse calls after a few failures, is kept
-	// shut (TestBreaker* show it).
-	c := cache.New(chaos.Wrap(s), cache.WithLogger(nil), cache.WithBreaker(cache.BreakerConfig{Failures: 1 << 30, HangAfter: time.Hour}))
+	c := cache.New(chaos.Wrap(s), append([]cache.Option{cache.WithLogger(nil)}, opts...)...)
 	t.Cleanup(func() { c.Close() })
 	return c
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/ushka-go/ushka/cache"
 	"github.com/ushka-go/ushka/cache/cachetest"
-	"github.com/ushka-go/ushka/cache/memory"
 )
 
 // collect reads every metric of the cache's scope from r, by name.
@@ -118,11 +117,8 @@ func TestMetricsOfTheBreaker(t *testing.T) {
 	r := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(r))
 	defer mp.Shutdown(context.Background())
-	inner, _ := memory.New(memory.Options{})
 	var chaos cachetest.Chaos
-	c := cache.New(chaos.Wrap(inner), cache.WithMeterProvider(mp), cache.WithLogger(nil),
-		cache.WithBreaker(cache.BreakerConfig{Retry: time.Hour}))
-	defer c.Close()
+	c := overChaos(t, &chaos, cache.WithMeterProvider(mp), cache.WithBreaker(cache.BreakerConfig{Retry: time.Hour}))
 	ctx := t.Context()
 	_ = c.Set(ctx, "k", "v", 0)
 	chaos.Fail(errors.New("connection refused"))

@@ -28,10 +28,8 @@ import (
 // probe: a healthy but slow backend flaps at low traffic, and the user's
 // low-traffic service sees errors that the timeout was set to avoid.
 func TestReview11SlowStoreTripsTheDefaultBreaker(t *testing.T) {
-	inner, _ := memory.New(memory.Options{})
 	var chaos cachetest.Chaos
-	c := cache.New(chaos.Wrap(inner), cache.WithLogger(nil)) // defaults: timeout 250ms
-	defer c.Close()
+	c := overChaos(t, &chaos) // defaults: timeout 250ms
 	ctx := t.Context()
 	if err := c.Set(ctx, "k", "v", 0); err != nil {
 		t.Fatal(err)
@@ -188,10 +186,8 @@ func TestReview11HangAfterRecoveryNotDetected(t *testing.T) {
 // the whole second while calls waited on it nearly all that time, yet
 // every call pays its full deadline instead of failing at once.
 func TestReview11HungStoreNeverOpensForCallersWithShortDeadlines(t *testing.T) {
-	inner, _ := memory.New(memory.Options{})
 	var chaos cachetest.Chaos
-	c := cache.New(chaos.Wrap(inner), cache.WithLogger(nil)) // breaker_hang_after 62.5ms
-	defer c.Close()
+	c := overChaos(t, &chaos) // defaults: timeout 250ms, hang_after 125ms
 	chaos.Hang()
 	start := time.Now()
 	calls := 0
@@ -203,7 +199,7 @@ func TestReview11HungStoreNeverOpensForCallersWithShortDeadlines(t *testing.T) {
 		calls++
 	}
 	if st := c.Breaker(); st.State == cache.BreakerClosed {
-		t.Fatalf("%d calls waited on a hung store for %v in all (breaker_hang_after 62.5ms), and the breaker is still closed",
+		t.Fatalf("%d calls waited on a hung store for %v in all (breaker_hang_after 125ms), and the breaker is still closed",
 			calls, time.Since(start).Round(time.Millisecond))
 	}
 }

@@ -34,10 +34,8 @@ import (
 // low traffic with occasional disconnects, this repeats after every
 // disconnect: a healthy backend flaps.
 func TestReview11bOneGivenUpCallOpensTheBreakerOnAHealthyStore(t *testing.T) {
-	inner, _ := memory.New(memory.Options{})
 	var chaos cachetest.Chaos
-	c := cache.New(chaos.Wrap(inner), cache.WithLogger(nil)) // defaults: timeout 250ms, hang_after 125ms
-	defer c.Close()
+	c := overChaos(t, &chaos) // defaults: timeout 250ms, hang_after 125ms
 	ctx := t.Context()
 	if err := c.Set(ctx, "k", "v", 0); err != nil {
 		t.Fatal(err)
@@ -84,10 +82,8 @@ func TestReview11bOneGivenUpCallOpensTheBreakerOnAHealthyStore(t *testing.T) {
 // after nearly every disconnect, and a large share of the ordinary
 // requests fail at once with ErrUnavailable.
 func TestReview11bDisconnectsInterleavedFlapTheBreaker(t *testing.T) {
-	inner, _ := memory.New(memory.Options{})
 	var chaos cachetest.Chaos
-	c := cache.New(chaos.Wrap(inner), cache.WithLogger(nil))
-	defer c.Close()
+	c := overChaos(t, &chaos)
 	ctx := t.Context()
 	if err := c.Set(ctx, "k", "v", 0); err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/ushka-go/ushka/cache"
 	"github.com/ushka-go/ushka/cache/cachetest"
-	"github.com/ushka-go/ushka/cache/memory"
 )
 
 // The tests of this file come from a hostile review of the metrics work of
@@ -34,12 +33,8 @@ func TestReview12SharedProviderBreakerStateHidden(t *testing.T) {
 	defer mp.Shutdown(context.Background())
 	ctx := t.Context()
 	mk := func() (*cache.Cache, *cachetest.Chaos) {
-		inner, _ := memory.New(memory.Options{})
 		chaos := &cachetest.Chaos{}
-		c := cache.New(chaos.Wrap(inner), cache.WithMeterProvider(mp), cache.WithLogger(nil),
-			cache.WithBreaker(cache.BreakerConfig{Retry: time.Hour}))
-		t.Cleanup(func() { c.Close() })
-		return c, chaos
+		return overChaos(t, chaos, cache.WithMeterProvider(mp), cache.WithBreaker(cache.BreakerConfig{Retry: time.Hour})), chaos
 	}
 	broken, chaos := mk()
 	healthy, _ := mk()

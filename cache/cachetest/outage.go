@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ushka-go/ushka/cache"
+	"github.com/ushka-go/ushka/internal/testutil"
 )
 
 // TestOutage runs the outage cases of the conformance suite: what a
@@ -55,25 +56,7 @@ type outage struct {
 	chaos Chaos
 	inner cache.Store // the store without the faults
 	c     *cache.Cache
-	logs  lockedBuffer
-}
-
-// lockedBuffer is a log destination safe for concurrent writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	logs  testutil.Buffer
 }
 
 var errDown = errors.New("connection refused")

@@ -540,11 +540,11 @@ func TestCacheClearOnACluster(t *testing.T) {
 	}
 }
 
-// TestServeMetrics scrapes GET /metrics of a running `ushka serve`: the
-// cache's OpenTelemetry metrics in the Prometheus text format, moving with
-// the requests, with the backend as a label.
-func TestServeMetrics(t *testing.T) {
-	url, _, _ := startServe(t, "[cache]\nenabled = true\n", "1ms")
+// reportsThenMetrics asks a running `ushka serve` at url for the report
+// three times (one load, two hits), then for GET /metrics, and returns the
+// scrape, failing t unless it is 200 in the Prometheus text format.
+func reportsThenMetrics(t *testing.T, url string) string {
+	t.Helper()
 	for range 3 {
 		resp, err := http.Get(url + "/report")
 		if err != nil {
@@ -559,10 +559,18 @@ func TestServeMetrics(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	text := string(body)
 	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
 		t.Fatalf("GET /metrics = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
+	return string(body)
+}
+
+// TestServeMetrics scrapes GET /metrics of a running `ushka serve`: the
+// cache's OpenTelemetry metrics in the Prometheus text format, moving with
+// the requests, with the backend as a label.
+func TestServeMetrics(t *testing.T) {
+	url, _, _ := startServe(t, "[cache]\nenabled = true\n", "1ms")
+	text := reportsThenMetrics(t, url)
 	for _, want := range []string{
 		`cache_hits_total{cache_backend="in_memory"`,
 		`cache_misses_total{cache_backend="in_memory"`,
