@@ -87,8 +87,8 @@ func (c *Cache) startMetrics(backend string) error {
 	}
 	mt := &metrics{attrs: attribute.NewSet(kv...)}
 	var errs []error
-	counter := func(name, desc string) metric.Int64ObservableCounter {
-		i, err := m.Int64ObservableCounter(name, metric.WithDescription(desc), metric.WithUnit("{"+unitOf(name)+"}"))
+	counter := func(name, unit, desc string) metric.Int64ObservableCounter {
+		i, err := m.Int64ObservableCounter(name, metric.WithDescription(desc), metric.WithUnit(unit))
 		errs = append(errs, err)
 		return i
 	}
@@ -97,20 +97,20 @@ func (c *Cache) startMetrics(backend string) error {
 		errs = append(errs, err)
 		return i
 	}
-	hits := counter("cache.hits", "Reads that found a value, near-cache hits included.")
-	misses := counter("cache.misses", "Reads that found nothing.")
-	sets := counter("cache.sets", "Values written.")
-	deletes := counter("cache.deletes", "Deletes that succeeded.")
-	loads := counter("cache.loads", "Calls of a GetOrSet load function.")
-	errored := counter("cache.errors", "Failed operations: store errors, values that do not encode or decode, failed loads.")
-	stale := counter("cache.stale", "Values fail-safe served past their ttl.")
-	refreshes := counter("cache.refreshes", "Early refreshes that ran a load.")
-	nearHits := counter("cache.near.hits", "Hits served from the near cache, without a round trip.")
-	opened := counter("cache.breaker.opened", "Times the circuit breaker opened.")
-	refused := counter("cache.breaker.refused", "Calls the circuit breaker refused without asking the store.")
-	queued := counter("cache.invalidations.queued", "Invalidations queued because the store did not answer.")
-	replayed := counter("cache.invalidations.replayed", "Queued invalidations applied once the store answered.")
-	dropped := counter("cache.invalidations.dropped", "Queued invalidations dropped because the queue was full (a Clear replaces them).")
+	hits := counter("cache.hits", "{read}", "Reads that found a value, near-cache hits included.")
+	misses := counter("cache.misses", "{read}", "Reads that found nothing.")
+	sets := counter("cache.sets", "{write}", "Values written.")
+	deletes := counter("cache.deletes", "{write}", "Deletes that succeeded.")
+	loads := counter("cache.loads", "{load}", "Calls of a GetOrSet load function.")
+	errored := counter("cache.errors", "{error}", "Failed operations: store errors, values that do not encode or decode, failed loads.")
+	stale := counter("cache.stale", "{value}", "Values fail-safe served past their ttl.")
+	refreshes := counter("cache.refreshes", "{load}", "Early refreshes that ran a load.")
+	nearHits := counter("cache.near.hits", "{read}", "Hits served from the near cache, without a round trip.")
+	opened := counter("cache.breaker.opened", "{opening}", "Times the circuit breaker opened.")
+	refused := counter("cache.breaker.refused", "{call}", "Calls the circuit breaker refused without asking the store.")
+	queued := counter("cache.invalidations.queued", "{invalidation}", "Invalidations queued because the store did not answer.")
+	replayed := counter("cache.invalidations.replayed", "{invalidation}", "Queued invalidations applied once the store answered.")
+	dropped := counter("cache.invalidations.dropped", "{invalidation}", "Queued invalidations dropped because the queue was full (a Clear replaces them).")
 	nearEntries := gauge("cache.near.entries", "{entry}", "Entries the near cache holds.")
 	nearBytes := gauge("cache.near.bytes", "By", "Memory the near cache accounts for its entries.")
 	state := gauge("cache.breaker.state", "{state}", "The circuit breaker's state: 0 closed, 1 open, 2 half-open.")
@@ -174,27 +174,6 @@ func (c *Cache) startMetrics(backend string) error {
 	}
 	c.metrics = mt
 	return nil
-}
-
-// unitOf is the annotation of a counter's unit, from its name.
-func unitOf(name string) string {
-	switch name {
-	case "cache.hits", "cache.misses", "cache.near.hits":
-		return "read"
-	case "cache.sets", "cache.deletes":
-		return "write"
-	case "cache.loads", "cache.refreshes":
-		return "load"
-	case "cache.stale":
-		return "value"
-	case "cache.breaker.opened":
-		return "opening"
-	case "cache.breaker.refused":
-		return "call"
-	case "cache.errors":
-		return "error"
-	}
-	return "invalidation"
 }
 
 // stopMetrics unregisters c's callback: a closed cache reports nothing.
