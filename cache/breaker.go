@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/trace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,9 +195,10 @@ func (b *breaker) hangAfter() int64 {
 // call is one call on the store, from begin to end.
 type call struct {
 	gen     uint32
-	tracked bool      // counted among the calls waiting
-	op      string    // its operation, for the metrics
-	start   time.Time // when it began, with metrics on
+	tracked bool       // counted among the calls waiting
+	op      string     // its operation, for the metrics
+	start   time.Time  // when it began, with metrics on
+	span    trace.Span // its span, with traces on
 }
 
 // slot's halves: a generation starts at each closing of the breaker, so
@@ -211,13 +213,16 @@ func (b *breaker) waiting() uint32 { return uint32(b.slot.Load() & waitingMask) 
 // begin admits a call, or returns the error that refuses it when the
 // breaker is not closed. A tracked call counts as waiting for an answer
 // (see watch); Clear, which takes many round trips, is not tracked.
-func (b *breaker) begin(op string, tracked bool) (call, error) {
+func (b *breaker) begin(ctx context.Context, op, key string, tracked bool) (call, error) {
 	if BreakerState(b.state.Load()) != BreakerClosed {
 		return call{}, b.refuse()
 	}
 	cl := call{op: op}
 	if b.c.metrics != nil {
 		cl.start = time.Now()
+	}
+	if b.c.tracing != nil {
+		cl.span = b.c.tracing.startCall(ctx, op, key)
 	}
 	if !tracked {
 		cl.gen = b.gen()
@@ -264,6 +269,9 @@ func (b *breaker) watch() {
 func (b *breaker) end(ctx context.Context, cl call, err error) {
 	if !cl.start.IsZero() {
 		b.c.recordCall(ctx, cl.op, cl.start, err)
+	}
+	if cl.span != nil {
+		endSpan(cl.span, err)
 	}
 	waiting := -1 // not tracked
 	if cl.tracked {
@@ -386,7 +394,7 @@ func (b *breaker) trip(gen uint32, cause error) {
 	b.since = time.Now()
 	b.setReason(cause)
 	b.c.stats.opened.add()
-	b.c.log.Warn("cache breaker open: calls fail at once until the backend answers again",
+	b.c.log.Warn("cache breaker open: calls fail at once until the backend answers again", event(EventBreakerOpen),
 		"backend", b.backend, "reason", cause, "retry", b.set.retry)
 	b.startProber()
 }
@@ -432,7 +440,7 @@ func (b *breaker) probe() {
 		if err == nil || errors.Is(err, ErrRefused) {
 			if errors.Is(err, ErrRefused) && !warned {
 				warned = true
-				b.c.log.Warn("cache invalidation refused by the backend; this process reads the key as missing until it is accepted",
+				b.c.log.Warn("cache invalidation refused by the backend; this process reads the key as missing until it is accepted", event(EventInvalidationRefused),
 					"backend", b.backend, "err", err)
 			}
 			if b.settle() {
@@ -491,7 +499,7 @@ func (b *breaker) settle() bool {
 	down := time.Since(b.since).Round(time.Millisecond)
 	b.since, b.reason = time.Now(), nil
 	b.refusal.Store(nil)
-	b.c.log.Info("cache breaker closed: the backend answers again",
+	b.c.log.Info("cache breaker closed: the backend answers again", event(EventBreakerClosed),
 		"backend", b.backend, "down_for", down)
 	return stop
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ushka-go/ushka/codec"
 	"github.com/ushka-go/ushka/internal/memstore"
@@ -39,8 +40,11 @@ type Cache struct {
 	backend    string // the backend's name, for errors, logs and metrics
 	name       string // WithName's, for the metrics
 
-	meterProvider metric.MeterProvider // WithMeterProvider's
-	metrics       *metrics             // nil without one
+	meterProvider  metric.MeterProvider // WithMeterProvider's
+	metrics        *metrics             // nil without one
+	tracerProvider trace.TracerProvider // WithTracerProvider's
+	tracedKeys     bool                 // WithTracedKeys
+	tracing        *tracing             // nil without a TracerProvider
 
 	locker        Locker // the store's cross-process lease, when it has one
 	policy        policy // GetOrSet's defaults: fail-safe, early refresh, load timeouts
@@ -107,8 +111,12 @@ func New(store Store, opts ...Option) *Cache {
 	if c.brk != nil {
 		c.brk.backend = c.backend
 	}
-	if err := c.startMetrics(c.backend); err != nil {
-		c.log.Warn("cache metrics off: the MeterProvider refused an instrument", "err", err)
+	if c.meterProvider != nil || c.tracerProvider != nil {
+		attrs := c.attributes()
+		if err := c.startMetrics(attrs); err != nil {
+			c.log.Warn("cache metrics off: the MeterProvider refused an instrument", event(EventMetricsOff), "err", err)
+		}
+		c.startTracing(attrs)
 	}
 	return c
 }
@@ -331,7 +339,7 @@ func (c *Cache) Close() error {
 	c.writes.Wait()
 	if c.brk != nil {
 		if lost := c.brk.shutdown(); lost > 0 {
-			c.log.Error("cache closed with invalidations not replayed: the backend did not answer; they are lost",
+			c.log.Error("cache closed with invalidations not replayed: the backend did not answer; they are lost", event(EventInvalidationsLost),
 				"backend", c.brk.backend, "lost", lost)
 		}
 	}

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
 	"github.com/ushka-go/ushka/cache"
 	"github.com/ushka-go/ushka/cache/cachetest"
 	"github.com/ushka-go/ushka/cache/memory"
@@ -115,4 +118,33 @@ func ExampleCache_Breaker() {
 	// Output:
 	// closed
 	// open because: cachetest: chaos: get: connection refused
+}
+
+// The cache's spans go to the application's TracerProvider: a GetOrSet
+// that loads is one span, with its load under it; a hit records none.
+func ExampleWithTracerProvider() {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+
+	c, err := cache.Open(context.Background(), cache.Config{Enabled: true}, cache.WithTracerProvider(tp))
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	load := func(ctx context.Context) (string, error) {
+		// ctx carries the cache.load span: a query made with it nests under it.
+		return "report", nil
+	}
+	for range 2 { // a miss, then a hit
+		if _, err := cache.GetOrSet(context.Background(), c, "report", time.Minute, load); err != nil {
+			panic(err)
+		}
+	}
+	for _, s := range rec.Ended() {
+		fmt.Println(s.Name())
+	}
+	// Output:
+	// cache.load
+	// cache.GetOrSet
 }

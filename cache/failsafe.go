@@ -46,7 +46,7 @@ func (c *Cache) serveStale(ctx context.Context, key string, s staleValue, decode
 	}
 	c.stats.stale.add()
 	if cause != nil {
-		c.log.WarnContext(ctx, "cache serving a stale value", "key", key, "reason", cause)
+		c.log.WarnContext(ctx, "cache serving a stale value", event(EventStaleServed), "key", key, "reason", cause)
 	}
 	return v, true
 }

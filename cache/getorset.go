@@ -9,6 +9,10 @@ import (
 	"reflect"
 	"runtime/debug"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // GetOrSet returns the value cached under key, or calls load, caches its
@@ -64,6 +68,10 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 	if len(opts) > 0 {
 		p = p.with(opts) // apart, so that p stays on the stack without options
 	}
+	var start time.Time // when the call began, for its span if it gets one
+	if c.tracing != nil {
+		start = time.Now()
+	}
 	var epoch uint64 // a copy of what is read is kept only if no invalidation of key came since
 	if p.staleTTL > 0 && !c.local {
 		epoch = c.invalidations.of(key)
@@ -90,16 +98,24 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 			return v, nil
 		}
 		c.stats.errors.add()
-		c.log.WarnContext(ctx, "cache entry does not decode; loading instead", "key", key, "err", derr)
+		c.log.WarnContext(ctx, "cache entry does not decode; loading instead", event(EventEntryUndecodable), "key", key, "err", derr)
 		e, found = Entry{}, false // reload and overwrite it
 	}
-	return getOrSetSlow(ctx, c, key, ttl, load, &p, &e, found, err, now)
+	v, o, err := getOrSetSlow(ctx, c, key, ttl, load, &p, &e, found, err, now, start)
+	p.report(o)
+	return v, err
 }
 
 // getOrSetSlow is GetOrSet past a fresh hit: a miss, a stale entry, a store
-// that failed.
+// that failed. It returns how the call had its value, and traces the call
+// (begun at start) when c traces.
 func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Duration,
-	load func(context.Context) (T, error), pp *policy, ep *Entry, found bool, err error, now time.Time) (T, error) {
+	load func(context.Context) (T, error), pp *policy, ep *Entry, found bool, err error, now, start time.Time) (_ T, o Outcome, rerr error) {
+	if c.tracing != nil {
+		var span trace.Span
+		ctx, span = c.tracing.startGetOrSet(ctx, key, start)
+		defer func() { c.tracing.endGetOrSet(span, o, rerr) }()
+	}
 	var zero T
 	p, e := *pp, *ep
 	var stale staleValue // the value fail-safe may serve, if any
@@ -108,9 +124,9 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 		// A closed cache, or a caller that gave up: start no load that
 		// nobody would wait for, and count no cache failure.
 		if ctx.Err() != nil {
-			return zero, ctx.Err()
+			return zero, OutcomeNone, ctx.Err()
 		}
-		return zero, fmt.Errorf("cache: get %q: %w", key, err)
+		return zero, OutcomeNone, fmt.Errorf("cache: get %q: %w", key, err)
 	case err != nil:
 		c.failed(ctx, err)
 		if p.staleTTL > 0 {
@@ -121,12 +137,14 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 				var v T
 				if c.decode(stale.e.Value, &v, true) == nil {
 					c.stats.hits.add()
-					p.report(OutcomeHit)
-					return v, nil
+					return v, OutcomeHit, nil
 				}
 			}
 		}
-		c.log.Log(ctx, logLevel(err), "cache read failed; loading instead", "key", key, "err", err)
+		c.log.Log(ctx, logLevel(err), "cache read failed; loading instead", event(EventReadFailed), "key", key, "err", err)
+		if c.tracing != nil {
+			trace.SpanFromContext(ctx).AddEvent("cache read failed", trace.WithAttributes(attribute.String("error.type", errorTypes[errorType(err)])))
+		}
 	case found && !e.Placeholder:
 		c.stats.misses.add()
 		if p.staleTTL > 0 {
@@ -139,18 +157,17 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 	if stale.ok && stale.e.Stale && now.Before(stale.e.Fresh) {
 		// Fail-safe is throttling this key's loads: serve the stale value.
 		if v, ok := c.serveStale(ctx, key, stale, decode, nil); ok {
-			p.report(OutcomeStale)
-			return v.(T), nil
+			return v.(T), OutcomeStale, nil
 		}
 	}
 	if ctx.Err() != nil {
-		return zero, ctx.Err()
+		return zero, OutcomeNone, ctx.Err()
 	}
 
 	if c.loading(ctx, key, reflect.TypeFor[T]()) {
 		// Waiting for our own load would wait forever, and so would every
 		// later caller of the key.
-		return zero, fmt.Errorf("cache: get or set %q: called from the load of that same key and type", key)
+		return zero, OutcomeNone, fmt.Errorf("cache: get or set %q: called from the load of that same key and type", key)
 	}
 	f, leader := c.joinFlight(key, reflect.TypeFor[T](), true)
 	if leader {
@@ -174,12 +191,11 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 	switch err := c.wait(ctx, f, soft); {
 	case errors.Is(err, errSoftTimeout):
 		if v, ok := c.serveStale(ctx, key, stale, decode, err); ok {
-			p.report(OutcomeStale)
-			return v.(T), nil
+			return v.(T), OutcomeStale, nil
 		}
-		return zero, ctx.Err() // unreachable: soft is set only with a stale value
+		return zero, OutcomeNone, ctx.Err() // unreachable: soft is set only with a stale value
 	case err != nil:
-		return zero, err
+		return zero, OutcomeNone, err
 	}
 	if f.err != nil || f.panicked != nil {
 		if stale.ok {
@@ -187,23 +203,21 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 			if f.panicked != nil {
 				cause = f.panicked
 				if f.panicLogged.CompareAndSwap(false, true) {
-					c.log.ErrorContext(ctx, "cache load panicked; serving the stale value",
+					c.log.ErrorContext(ctx, "cache load panicked; serving the stale value", event(EventLoadPanicked),
 						"key", key, "panic", fmt.Sprint(f.panicked.Value), "stack", string(f.panicked.Stack))
 				}
 			}
 			if v, ok := c.serveStale(ctx, key, stale, decode, cause); ok {
-				p.report(OutcomeStale)
-				return v.(T), nil
+				return v.(T), OutcomeStale, nil
 			}
 		}
 		if f.panicked != nil {
 			panic(f.panicked)
 		}
-		return zero, f.err
+		return zero, OutcomeNone, f.err
 	}
-	p.report(OutcomeLoaded)
 	v, _ := f.val.(T) // a nil interface value stays the zero T
-	return v, nil
+	return v, OutcomeLoaded, nil
 }
 
 // hitWithHeader does what a hit on an entry with a header may ask for:
@@ -301,7 +315,7 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 		}
 		if j.refresh {
 			c.refreshFailed(f.key, time.Now().Add(j.p.throttle))
-			c.log.WarnContext(lctx, "cache early refresh failed; the entry stays until its ttl", "key", f.key, "err", cmp.Or[any](err, panicked))
+			c.log.WarnContext(lctx, "cache early refresh failed; the entry stays until its ttl", event(EventRefreshFailed), "key", f.key, "err", cmp.Or[any](err, panicked))
 		}
 		if j.stale.ok {
 			c.holdStale(lctx, f, j)
@@ -309,7 +323,7 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 			c.unlock(lctx, f)
 		}
 		if unreceived := c.finishFlight(f, err, panicked); unreceived && panicked != nil && !j.stale.ok {
-			c.log.ErrorContext(lctx, "cache load panicked and no caller was left to receive the panic",
+			c.log.ErrorContext(lctx, "cache load panicked and no caller was left to receive the panic", event(EventLoadPanicked),
 				"key", f.key, "panic", fmt.Sprint(panicked.Value), "stack", string(panicked.Stack))
 		}
 		return
@@ -366,10 +380,30 @@ func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, er
 		ctx, cancel = context.WithTimeout(ctx, j.p.hardTimeout)
 		defer cancel()
 	}
+	v, err := c.runLoad(ctx, j)
+	return v, false, err
+}
+
+// runLoad calls j's load, recording its duration and tracing it.
+func (c *Cache) runLoad(ctx context.Context, j *loadJob) (any, error) {
+	var span trace.Span
+	if c.tracing != nil {
+		ctx, span = c.tracing.startLoad(ctx, j.key, j.refresh)
+		defer func() {
+			if span != nil { // the load panicked: callLoad recovers it, with its stack intact
+				span.SetStatus(codes.Error, "load panicked")
+				span.End()
+			}
+		}()
+	}
 	start := time.Now()
 	v, err := j.load(ctx)
 	c.recordLoad(ctx, start, err)
-	return v, false, err
+	if span != nil {
+		endSpan(span, err)
+		span = nil
+	}
+	return v, err
 }
 
 // loadingKey is the context key under which a load's context carries the
@@ -421,7 +455,7 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 	b, err := c.encodeValue(v) // Entry.Append below adds a header if the bytes need one
 	if err != nil {
 		c.stats.errors.add()
-		c.log.WarnContext(ctx, "cache store of loaded value failed", "key", f.key, "err",
+		c.log.WarnContext(ctx, "cache store of loaded value failed", event(EventStoreFailed), "key", f.key, "err",
 			fmt.Errorf("cache: set %q: encode %T: %w", f.key, v, err))
 		if f.token != "" {
 			c.unlock(ctx, f)
@@ -485,7 +519,7 @@ func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep, staleTTL ti
 		c.setHeld(f, false)
 		if err == nil && !stored {
 			// Another process deleted, replaced or took over the key.
-			c.log.DebugContext(ctx, "cache lease lost before the loaded value was stored", "key", f.key)
+			c.log.DebugContext(ctx, "cache lease lost before the loaded value was stored", event(EventLeaseLost), "key", f.key)
 			c.dropStale(f.key, false)
 			return
 		}
@@ -498,11 +532,11 @@ func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep, staleTTL ti
 		err = c.setLoaded(ctx, f.key, data, keep)
 	}
 	if errors.Is(err, errNoLease) {
-		c.log.DebugContext(ctx, "cache value loaded without the key's lease is not stored", "key", f.key)
+		c.log.DebugContext(ctx, "cache value loaded without the key's lease is not stored", event(EventNotStoredWithoutLease), "key", f.key)
 	} else if err != nil {
 		c.failed(ctx, err)
 		if !errors.Is(err, ErrClosed) {
-			c.log.Log(ctx, logLevel(err), msg, "key", f.key, "err", fmt.Errorf("cache: set %q: %w", f.key, err))
+			c.log.Log(ctx, logLevel(err), msg, event(EventStoreFailed), "key", f.key, "err", fmt.Errorf("cache: set %q: %w", f.key, err))
 		}
 	} else {
 		c.stats.sets.add()

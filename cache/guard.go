@@ -31,7 +31,7 @@ func (g *guard) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	if g.b.q.holds(key) {
 		return nil, false, ctx.Err() // its Delete waits to be replayed: it is gone for this process
 	}
-	cl, err := g.b.begin("get", true)
+	cl, err := g.b.begin(ctx, "get", key, true)
 	if err != nil {
 		return nil, false, err
 	}
@@ -58,7 +58,7 @@ func (g *guard) Clear(ctx context.Context) error {
 // still returned as an error.
 func (g *guard) write(ctx context.Context, op, key string, all bool, do func() error) error {
 	mark := g.b.q.mark()
-	cl, err := g.b.begin(op, !all) // a Clear takes many round trips: no hang is measured on it
+	cl, err := g.b.begin(ctx, op, key, !all) // a Clear takes many round trips: no hang is measured on it
 	if err == nil {
 		err = do()
 		g.b.end(ctx, cl, err)
@@ -82,7 +82,7 @@ func (b *breaker) enqueue(key string, all bool) {
 	} else if dropped, first := b.q.add(key); dropped > 0 {
 		b.c.stats.dropped.n.Add(uint64(dropped))
 		if first {
-			b.c.log.Error("cache invalidation queue full: its keys are dropped, and the whole cache is cleared when the backend answers again",
+			b.c.log.Error("cache invalidation queue full: its keys are dropped, and the whole cache is cleared when the backend answers again", event(EventInvalidationQueueFull),
 				"backend", b.backend, "invalidation_queue_max", b.set.queueMax, "dropped", dropped)
 		}
 	}
@@ -101,7 +101,7 @@ func (c *Cache) setLoaded(ctx context.Context, key string, value []byte, ttl tim
 	if c.brk == nil {
 		return c.store.Set(ctx, key, value, ttl)
 	}
-	cl, err := c.brk.begin("set", true)
+	cl, err := c.brk.begin(ctx, "set", key, true)
 	if err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (g *guard) Ping(ctx context.Context) error {
 		}
 		return nil
 	}
-	cl, err := g.b.begin("ping", true)
+	cl, err := g.b.begin(ctx, "ping", "", true)
 	if err != nil {
 		return err
 	}
@@ -142,7 +142,7 @@ func (g *guardLocker) Lock(ctx context.Context, key, token string, lease time.Du
 		// without the lease, and its value is not stored.
 		return false, nil, false, sentinelf(ErrUnavailable, "%s: the key's Delete waits to be replayed", g.b.backend)
 	}
-	cl, err := g.b.begin("lock", true)
+	cl, err := g.b.begin(ctx, "lock", key, true)
 	if err != nil {
 		return false, nil, false, err
 	}
@@ -152,7 +152,7 @@ func (g *guardLocker) Lock(ctx context.Context, key, token string, lease time.Du
 }
 
 func (g *guardLocker) Renew(ctx context.Context, key, token string, lease time.Duration) (bool, error) {
-	cl, err := g.b.begin("renew", true)
+	cl, err := g.b.begin(ctx, "renew", key, true)
 	if err != nil {
 		return false, err
 	}
@@ -163,7 +163,7 @@ func (g *guardLocker) Renew(ctx context.Context, key, token string, lease time.D
 
 func (g *guardLocker) Fill(ctx context.Context, key, token string, entry []byte, ttl time.Duration) (bool, error) {
 	mark := g.b.q.mark()
-	cl, err := g.b.begin("fill", true)
+	cl, err := g.b.begin(ctx, "fill", key, true)
 	if err != nil {
 		return false, err
 	}
@@ -176,7 +176,7 @@ func (g *guardLocker) Fill(ctx context.Context, key, token string, entry []byte,
 }
 
 func (g *guardLocker) Unlock(ctx context.Context, key, token string) error {
-	cl, err := g.b.begin("unlock", true)
+	cl, err := g.b.begin(ctx, "unlock", key, true)
 	if err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func (g *guardNear) GetNear(ctx context.Context, key string) ([]byte, bool, bool
 	if v, found, held := g.n.NearPeek(key); held {
 		return v, found, true, nil
 	}
-	cl, err := g.b.begin("get", true)
+	cl, err := g.b.begin(ctx, "get", key, true)
 	if err != nil {
 		return nil, false, false, err
 	}

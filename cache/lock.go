@@ -111,7 +111,7 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 			// stores the value and releases the lease; otherwise it is
 			// refused and nothing is stored. Either way no lease is left
 			// that nobody holds (an Unlock with it follows a failed load).
-			c.log.WarnContext(ctx, "cache lock failed; loading without knowing whether it holds the lease", "key", j.key, "err", err)
+			c.log.WarnContext(ctx, "cache lock failed; loading without knowing whether it holds the lease", event(EventLockFailed), "key", j.key, "err", err)
 			f.token = token
 			return nil, false, nil
 		}
@@ -250,7 +250,7 @@ func (c *Cache) unlock(ctx context.Context, f *flight) {
 		}
 	}
 	if err := c.locker.Unlock(ctx, f.key, f.token); err != nil && !errors.Is(err, ErrClosed) {
-		c.log.Log(ctx, logLevel(err), "cache unlock failed; the lease will lapse", "key", f.key, "err", err)
+		c.log.Log(ctx, logLevel(err), "cache unlock failed; the lease will lapse", event(EventUnlockFailed), "key", f.key, "err", err)
 	}
 	if have := c.localStale(f.key); near && have.ok {
 		holds, err := c.stillHolds(ctx, f, func(b []byte) bool {

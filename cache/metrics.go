@@ -55,36 +55,44 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc{"WithMeterProvider", func(c *Cache) { c.meterProvider = mp }}
 }
 
-// WithName names the cache in its metrics (the cache.name attribute), so
-// that several caches reporting to one MeterProvider have series of their
-// own. Without it, the caches of a process with metrics are named cache1,
-// cache2, ... in the order they were made.
+// WithName names the cache in its metrics and spans (the cache.name
+// attribute), so that several caches reporting to one MeterProvider have
+// series of their own. Without it, the caches of a process with metrics or
+// traces are named cache1, cache2, ... in the order they were made.
 func WithName(name string) Option {
 	return optionFunc{fmt.Sprintf("WithName(%q)", name), func(c *Cache) { c.name = name }}
 }
 
-// unnamedCaches counts the caches made with metrics and without a name.
+// unnamedCaches counts the caches made with metrics or traces and without
+// a name.
 var unnamedCaches atomic.Int64
 
 // histogramBounds are the buckets of the duration histograms, in seconds:
 // from 50µs (a call to Redis on loopback) to 10s (a slow load).
 var histogramBounds = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
-// startMetrics registers c's instruments with its MeterProvider, if any.
-// backend names the store ("in_memory", "redis", or its type).
-func (c *Cache) startMetrics(backend string) error {
-	if c.meterProvider == nil {
-		return nil
-	}
-	m := c.meterProvider.Meter(meterName)
+// attributes are what every metric and span of c carries: its name
+// (WithName's, or cache1, cache2, ... in the order caches were made), its
+// backend, and db.system.name for Redis.
+func (c *Cache) attributes() []attribute.KeyValue {
 	name := c.name
 	if name == "" {
 		name = fmt.Sprintf("cache%d", unnamedCaches.Add(1))
 	}
-	kv := []attribute.KeyValue{attribute.String("cache.name", name), attribute.String("cache.backend", backend)}
-	if backend == "redis" {
+	kv := []attribute.KeyValue{attribute.String("cache.name", name), attribute.String("cache.backend", c.backend)}
+	if c.backend == "redis" {
 		kv = append(kv, attribute.String("db.system.name", "redis"))
 	}
+	return kv
+}
+
+// startMetrics registers c's instruments with its MeterProvider, if any,
+// with attributes kv.
+func (c *Cache) startMetrics(kv []attribute.KeyValue) error {
+	if c.meterProvider == nil {
+		return nil
+	}
+	m := c.meterProvider.Meter(meterName)
 	mt := &metrics{attrs: attribute.NewSet(kv...)}
 	var errs []error
 	counter := func(name, unit, desc string) metric.Int64ObservableCounter {

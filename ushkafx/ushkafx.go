@@ -22,6 +22,7 @@ import (
 	"log/slog"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 
 	"github.com/ushka-go/ushka/cache"
@@ -61,6 +62,9 @@ type cacheIn struct {
 	// MeterProvider receives the cache's metrics when the app provides one
 	// (cache.WithMeterProvider).
 	MeterProvider metric.MeterProvider `optional:"true"`
+	// TracerProvider receives the cache's spans when the app provides one
+	// (cache.WithTracerProvider).
+	TracerProvider trace.TracerProvider `optional:"true"`
 }
 
 func provideCache(in cacheIn) (*cache.Cache, error) {
@@ -70,6 +74,9 @@ func provideCache(in cacheIn) (*cache.Cache, error) {
 	}
 	if in.MeterProvider != nil {
 		opts = append(opts, cache.WithMeterProvider(in.MeterProvider))
+	}
+	if in.TracerProvider != nil {
+		opts = append(opts, cache.WithTracerProvider(in.TracerProvider))
 	}
 	c, err := cache.Open(context.Background(), in.Config.Cache, opts...)
 	if err != nil {

@@ -1,11 +1,18 @@
 package ushkafx_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
@@ -50,6 +57,44 @@ func TestInjection(t *testing.T) {
 	app.RequireStop()
 	if err := c.Set(t.Context(), "k", "v", 0); !errors.Is(err, cache.ErrClosed) {
 		t.Fatalf("Set after the app stopped = %v, want ErrClosed: the module closes the cache", err)
+	}
+}
+
+// TestTelemetryFromTheContainer: the MeterProvider and TracerProvider the
+// app provides receive the cache's metrics and spans.
+func TestTelemetryFromTheContainer(t *testing.T) {
+	t.Setenv(config.EnvConfig, testutil.WriteConfig(t, "[cache]\nenabled = true\n"))
+	reader := sdkmetric.NewManualReader()
+	rec := tracetest.NewSpanRecorder()
+	var c *cache.Cache
+	app := fxtest.New(t,
+		ushkafx.Module,
+		fx.Provide(
+			func() metric.MeterProvider { return sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)) },
+			func() trace.TracerProvider { return sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)) },
+		),
+		fx.Populate(&c),
+	)
+	app.RequireStart()
+	defer app.RequireStop()
+	if _, err := cache.GetOrSet(t.Context(), c, "k", time.Minute, func(context.Context) (int, error) { return 1, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Ended()) == 0 {
+		t.Error("the container's TracerProvider received no span")
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			found = found || m.Name == "cache.loads"
+		}
+	}
+	if !found {
+		t.Errorf("the container's MeterProvider has no cache.loads: %+v", rm.ScopeMetrics)
 	}
 }
 

@@ -375,7 +375,7 @@ func (s *Store) refuseNear(err error) bool {
 	s.near.forgetAll()
 	reason, _, _ := strings.Cut(err.Error(), "\n")
 	s.log.Warn("cache near cache off: the Redis server refuses client tracking; every read goes to Redis",
-		"redis", s.where, "reason", reason)
+		"event", cache.EventNearCacheOff, "redis", s.where, "reason", reason)
 	return true
 }
 

@@ -1,0 +1,142 @@
+package cache
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Traces (WithTracerProvider): a span for each GetOrSet that goes past a
+// fresh hit (cache.GetOrSet), for each load it runs (cache.load), and for
+// each call to a remote store ("<backend> <operation>", a client span). A
+// hit records nothing, so that tracing costs a hot key nothing; keys are
+// left out unless WithTracedKeys asks for them, since they can carry
+// personal data.
+
+// tracing is what a Cache traces with; nil without a TracerProvider.
+type tracing struct {
+	tracer trace.Tracer
+	keys   bool                           // WithTracedKeys: put the key on spans
+	attrs  []attribute.KeyValue           // the cache's own: name, backend, db.system.name
+	calls  map[string]callSpan            // per operation: the span's name and start options
+	load   []trace.SpanStartOption        // cache.load's
+	getter []trace.SpanStartOption        // cache.GetOrSet's
+	result map[Outcome]attribute.KeyValue // cache.result, by outcome
+}
+
+// callSpan is how the span of a call to the remote store starts.
+type callSpan struct {
+	name string
+	opts []trace.SpanStartOption
+}
+
+// WithTracerProvider makes the cache trace through tp: a span per
+// [GetOrSet] that does not find a fresh value (with cache.result: miss,
+// stale or hit), per load it runs (whose context carries that span, so that
+// what the load traces nests under it), and per call to a remote store
+// (named "redis get", "redis set", ...). Spans carry the cache's name and
+// backend, and the key only with [WithTracedKeys]. A nil tp turns tracing
+// off, the default.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return optionFunc{"WithTracerProvider", func(c *Cache) { c.tracerProvider = tp }}
+}
+
+// WithTracedKeys puts the key on the cache's spans, as the cache.key
+// attribute. It is off by default: keys can carry personal data (an e-mail
+// address, a user's id) that a tracing backend should not receive.
+func WithTracedKeys() Option {
+	return optionFunc{"WithTracedKeys", func(c *Cache) { c.tracedKeys = true }}
+}
+
+// startTracing makes c's spans' names and attributes once, if c traces.
+func (c *Cache) startTracing(attrs []attribute.KeyValue) {
+	if c.tracerProvider == nil {
+		return
+	}
+	tr := &tracing{
+		tracer: c.tracerProvider.Tracer(meterName),
+		keys:   c.tracedKeys,
+		attrs:  attrs,
+		calls:  make(map[string]callSpan, len(operations)),
+		load:   []trace.SpanStartOption{trace.WithAttributes(attrs...)},
+		getter: []trace.SpanStartOption{trace.WithAttributes(attrs...)},
+		result: map[Outcome]attribute.KeyValue{
+			OutcomeHit:    attribute.String("cache.result", "hit"),
+			OutcomeLoaded: attribute.String("cache.result", "miss"),
+			OutcomeStale:  attribute.String("cache.result", "stale"),
+		},
+	}
+	for _, op := range operations {
+		kv := append(append([]attribute.KeyValue(nil), attrs...), attribute.String("db.operation.name", op))
+		tr.calls[op] = callSpan{c.backend + " " + op, []trace.SpanStartOption{
+			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(kv...),
+		}}
+	}
+	c.tracing = tr
+}
+
+// withKey returns opts, with the key as an attribute if c traces keys.
+func (tr *tracing) withKey(opts []trace.SpanStartOption, key string) []trace.SpanStartOption {
+	if !tr.keys || key == "" {
+		return opts
+	}
+	return append(opts[:len(opts):len(opts)], trace.WithAttributes(attribute.String("cache.key", key)))
+}
+
+// startGetOrSet starts the span of a GetOrSet of key that began at start.
+func (tr *tracing) startGetOrSet(ctx context.Context, key string, start time.Time) (context.Context, trace.Span) {
+	opts := tr.withKey(tr.getter, key)
+	return tr.tracer.Start(ctx, "cache.GetOrSet", append(opts[:len(opts):len(opts)], trace.WithTimestamp(start))...)
+}
+
+// endGetOrSet ends a GetOrSet's span with how it had its value, or its
+// error. A GetOrSet that returns neither is raising a load's panic.
+func (tr *tracing) endGetOrSet(span trace.Span, o Outcome, err error) {
+	switch {
+	case err != nil:
+		failSpan(span, err)
+	case o == OutcomeNone:
+		span.SetStatus(codes.Error, "load panicked")
+	default:
+		span.SetAttributes(tr.result[o])
+	}
+	span.End()
+}
+
+// startLoad starts the span of a load of key, refresh telling whether it
+// is an early refresh.
+func (tr *tracing) startLoad(ctx context.Context, key string, refresh bool) (context.Context, trace.Span) {
+	opts := tr.withKey(tr.load, key)
+	if refresh {
+		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(attribute.Bool("cache.refresh", true)))
+	}
+	return tr.tracer.Start(ctx, "cache.load", opts...)
+}
+
+// startCall starts the span of a call to the remote store; key is "" for a
+// call on no one key.
+func (tr *tracing) startCall(ctx context.Context, op, key string) trace.Span {
+	cs, ok := tr.calls[op]
+	if !ok {
+		cs = callSpan{name: op}
+	}
+	_, span := tr.tracer.Start(ctx, cs.name, tr.withKey(cs.opts, key)...)
+	return span
+}
+
+// endSpan ends span, marking it failed by err when err is not nil.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		failSpan(span, err)
+	}
+	span.End()
+}
+
+// failSpan records err on span and marks it failed.
+func failSpan(span trace.Span, err error) {
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+}
