@@ -160,7 +160,7 @@ func (e *env) cacheClear(args []string) int {
 		cl = frontEndClearer{c}
 	}
 	if *dry {
-		report, err := cl.ClearWith(e.ctx, redis.ClearOptions{DryRun: true, Progress: e.clearProgress("found")})
+		report, err := cl.ClearWith(e.ctx, redis.ClearOptions{DryRun: true, Progress: e.clearProgress(true)})
 		if err != nil {
 			if report != nil {
 				fmt.Fprintf(e.stdout, "stopped after finding %d keys under %q%s\n", total(report, false), cc.KeyPrefix, perMaster(report, false))
@@ -184,7 +184,7 @@ func (e *env) cacheClear(args []string) int {
 			return e.errorf(ExitUsage, "not confirmed; nothing deleted")
 		}
 	}
-	report, err := cl.ClearWith(e.ctx, redis.ClearOptions{Progress: e.clearProgress("deleted")})
+	report, err := cl.ClearWith(e.ctx, redis.ClearOptions{Progress: e.clearProgress(false)})
 	if err != nil {
 		if report != nil {
 			// Interrupted (Ctrl-C, a master down): say what was deleted.
@@ -201,18 +201,19 @@ func (e *env) cacheClear(args []string) int {
 }
 
 // clearProgress returns the progress function of a clear: on a terminal,
-// one line per master, rewritten as its batches come; elsewhere nothing
-// (the summary says it all).
-func (e *env) clearProgress(verb string) func(redis.ClearProgress) {
+// one line per master (the masters are cleared one after another),
+// rewritten as its batches come, with the keys found and, unless it is a
+// dry run, deleted; elsewhere nothing (the summary says it all).
+func (e *env) clearProgress(dry bool) func(redis.ClearProgress) {
 	if !isTerminal(e.stdout) {
 		return nil
 	}
 	return func(p redis.ClearProgress) {
-		n := p.Found
-		if verb == "deleted" {
-			n = p.Unlinked
+		if dry {
+			fmt.Fprintf(e.stdout, "\r%s: %d keys found", p.Node, p.Found)
+		} else {
+			fmt.Fprintf(e.stdout, "\r%s: %d keys found, %d deleted", p.Node, p.Found, p.Unlinked)
 		}
-		fmt.Fprintf(e.stdout, "\r%s: %d keys %s", p.Node, n, verb)
 		if p.Done {
 			fmt.Fprintln(e.stdout)
 		}
