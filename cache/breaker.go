@@ -197,7 +197,7 @@ type call struct {
 	gen     uint32
 	tracked bool       // counted among the calls waiting
 	op      string     // its operation, for the metrics
-	start   time.Time  // when it began, with metrics on
+	began   int64      // when it began (now()), with metrics on
 	span    trace.Span // its span, with traces on
 }
 
@@ -218,8 +218,10 @@ func (b *breaker) begin(ctx context.Context, op, key string, tracked bool) (call
 		return call{}, b.refuse()
 	}
 	cl := call{op: op}
+	var now int64 // read once, if at all
 	if b.c.metrics != nil {
-		cl.start = time.Now()
+		now = b.now() // one read of the monotonic clock, where time.Now makes two
+		cl.began = max(now, 1)
 	}
 	if b.c.tracing != nil {
 		cl.span = b.c.tracing.startCall(ctx, op, key)
@@ -230,7 +232,10 @@ func (b *breaker) begin(ctx context.Context, op, key string, tracked bool) (call
 	}
 	v := b.slot.Add(1)
 	if v&waitingMask == 1 {
-		b.answered.Store(b.now()) // a busy spell starts: the store owes an answer from now
+		if now == 0 {
+			now = b.now()
+		}
+		b.answered.Store(now) // a busy spell starts: the store owes an answer from now
 		b.arm(b.hangAfter())
 	}
 	cl.gen, cl.tracked = uint32(v>>32), true
@@ -267,8 +272,8 @@ func (b *breaker) watch() {
 
 // end records the outcome of a call that begin admitted.
 func (b *breaker) end(ctx context.Context, cl call, err error) {
-	if !cl.start.IsZero() {
-		b.c.recordCall(ctx, cl.op, cl.start, err)
+	if cl.began != 0 {
+		b.c.recordCall(ctx, cl.op, time.Duration(b.now()-cl.began), err)
 	}
 	if cl.span != nil {
 		endSpan(cl.span, err)

@@ -199,13 +199,13 @@ func (c *Cache) recordLoad(ctx context.Context, start time.Time, err error) {
 	c.metrics.loadDuration.Record(ctx, time.Since(start).Seconds(), c.metrics.loadOpts[errorType(err)]...)
 }
 
-// recordCall records the duration of a call to the remote store.
-func (c *Cache) recordCall(ctx context.Context, op string, start time.Time, err error) {
+// recordCall records the duration d of a call to the remote store.
+func (c *Cache) recordCall(ctx context.Context, op string, d time.Duration, err error) {
 	if c.metrics == nil {
 		return
 	}
 	if opts := c.metrics.callOpts[op]; opts != nil {
-		c.metrics.callDuration.Record(ctx, time.Since(start).Seconds(), opts[errorType(err)]...)
+		c.metrics.callDuration.Record(ctx, d.Seconds(), opts[errorType(err)]...)
 	}
 }
 

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -17,20 +18,23 @@ import (
 // personal data.
 
 // tracing is what a Cache traces with; nil without a TracerProvider.
+//
+// Spans start with no attributes: a span that the sampler drops would
+// only allocate them. Those that record get theirs with SetAttributes.
 type tracing struct {
 	tracer trace.Tracer
 	keys   bool                           // WithTracedKeys: put the key on spans
 	attrs  []attribute.KeyValue           // the cache's own: name, backend, db.system.name
-	calls  map[string]callSpan            // per operation: the span's name and start options
-	load   []trace.SpanStartOption        // cache.load's
-	getter []trace.SpanStartOption        // cache.GetOrSet's
+	calls  map[string]callSpan            // per operation: the span's name and attributes
+	client []trace.SpanStartOption        // a call's: a client span
 	result map[Outcome]attribute.KeyValue // cache.result, by outcome
 }
 
-// callSpan is how the span of a call to the remote store starts.
+// callSpan is the name and the attributes of the span of a call to the
+// remote store.
 type callSpan struct {
-	name string
-	opts []trace.SpanStartOption
+	name  string
+	attrs []attribute.KeyValue
 }
 
 // WithTracerProvider makes the cache trace through tp: a span per
@@ -61,8 +65,7 @@ func (c *Cache) startTracing(attrs []attribute.KeyValue) {
 		keys:   c.tracedKeys,
 		attrs:  attrs,
 		calls:  make(map[string]callSpan, len(operations)),
-		load:   []trace.SpanStartOption{trace.WithAttributes(attrs...)},
-		getter: []trace.SpanStartOption{trace.WithAttributes(attrs...)},
+		client: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)},
 		result: map[Outcome]attribute.KeyValue{
 			OutcomeHit:    attribute.String("cache.result", "hit"),
 			OutcomeLoaded: attribute.String("cache.result", "miss"),
@@ -70,26 +73,28 @@ func (c *Cache) startTracing(attrs []attribute.KeyValue) {
 		},
 	}
 	for _, op := range operations {
-		kv := append(append([]attribute.KeyValue(nil), attrs...), attribute.String("db.operation.name", op))
-		tr.calls[op] = callSpan{c.backend + " " + op, []trace.SpanStartOption{
-			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(kv...),
-		}}
+		tr.calls[op] = callSpan{c.backend + " " + op, append(slices.Clip(attrs), attribute.String("db.operation.name", op))}
 	}
 	c.tracing = tr
 }
 
-// withKey returns opts, with the key as an attribute if c traces keys.
-func (tr *tracing) withKey(opts []trace.SpanStartOption, key string) []trace.SpanStartOption {
-	if !tr.keys || key == "" {
-		return opts
+// annotate gives a span that records the attributes attrs and, if the
+// cache traces keys, the key.
+func (tr *tracing) annotate(span trace.Span, attrs []attribute.KeyValue, key string) {
+	if !span.IsRecording() {
+		return
 	}
-	return append(opts[:len(opts):len(opts)], trace.WithAttributes(attribute.String("cache.key", key)))
+	span.SetAttributes(attrs...)
+	if tr.keys && key != "" {
+		span.SetAttributes(attribute.String("cache.key", key))
+	}
 }
 
 // startGetOrSet starts the span of a GetOrSet of key that began at start.
 func (tr *tracing) startGetOrSet(ctx context.Context, key string, start time.Time) (context.Context, trace.Span) {
-	opts := tr.withKey(tr.getter, key)
-	return tr.tracer.Start(ctx, "cache.GetOrSet", append(opts[:len(opts):len(opts)], trace.WithTimestamp(start))...)
+	ctx, span := tr.tracer.Start(ctx, "cache.GetOrSet", trace.WithTimestamp(start))
+	tr.annotate(span, tr.attrs, key)
+	return ctx, span
 }
 
 // endGetOrSet ends a GetOrSet's span with how it had its value, or its
@@ -109,11 +114,12 @@ func (tr *tracing) endGetOrSet(span trace.Span, o Outcome, err error) {
 // startLoad starts the span of a load of key, refresh telling whether it
 // is an early refresh.
 func (tr *tracing) startLoad(ctx context.Context, key string, refresh bool) (context.Context, trace.Span) {
-	opts := tr.withKey(tr.load, key)
+	ctx, span := tr.tracer.Start(ctx, "cache.load")
+	tr.annotate(span, tr.attrs, key)
 	if refresh {
-		opts = append(opts[:len(opts):len(opts)], trace.WithAttributes(attribute.Bool("cache.refresh", true)))
+		span.SetAttributes(attribute.Bool("cache.refresh", true))
 	}
-	return tr.tracer.Start(ctx, "cache.load", opts...)
+	return ctx, span
 }
 
 // startCall starts the span of a call to the remote store; key is "" for a
@@ -121,9 +127,10 @@ func (tr *tracing) startLoad(ctx context.Context, key string, refresh bool) (con
 func (tr *tracing) startCall(ctx context.Context, op, key string) trace.Span {
 	cs, ok := tr.calls[op]
 	if !ok {
-		cs = callSpan{name: op}
+		cs = callSpan{op, tr.attrs}
 	}
-	_, span := tr.tracer.Start(ctx, cs.name, tr.withKey(cs.opts, key)...)
+	_, span := tr.tracer.Start(ctx, cs.name, tr.client...)
+	tr.annotate(span, cs.attrs, key)
 	return span
 }
 
