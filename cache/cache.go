@@ -46,8 +46,12 @@ type Cache struct {
 	tracedKeys     bool                 // WithTracedKeys
 	tracing        *tracing             // nil without a TracerProvider
 
-	locker        Locker // the store's cross-process lease, when it has one
-	policy        policy // GetOrSet's defaults: fail-safe, early refresh, load timeouts
+	locker        Locker         // the store's cross-process lease, when it has one
+	batcher       Batcher        // the store's bulk calls, when it has them
+	adder         Adder          // the store's set-if-absent, when it has one
+	counter       Counter        // the store's atomic counters, when it has them
+	atomics       [64]sync.Mutex // the front end's Add and Increment of a store without them, by key hash
+	policy        policy         // GetOrSet's defaults: fail-safe, early refresh, load timeouts
 	lease         time.Duration
 	staleMaxBytes int64
 	staleOnce     sync.Once
@@ -90,6 +94,9 @@ func New(store Store, opts ...Option) *Cache {
 		staleMaxBytes: DefaultStaleMaxBytes,
 	}
 	c.locker, _ = store.(Locker)
+	c.batcher, _ = store.(Batcher)
+	c.adder, _ = store.(Adder)
+	c.counter, _ = store.(Counter)
 	c.borrow, _ = store.(borrower)
 	c.near, _ = store.(NearCacher)
 	if c.near != nil {

@@ -170,12 +170,16 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 		return zero, OutcomeNone, fmt.Errorf("cache: get or set %q: called from the load of that same key and type", key)
 	}
 	f, leader := c.joinFlight(key, reflect.TypeFor[T](), true)
+	if !leader {
+		batchOf(ctx).settle(key) // a GetOrSetMany's key another call loads
+	}
 	if leader {
 		j := &loadJob{
 			key: key, ttl: ttl, p: p, stale: stale, storeOK: err == nil,
 			recheck: err == nil && !found,
 			load:    anyLoad(load),
 			decode:  decode,
+			batched: batchOf(ctx) != nil,
 		}
 		if found && e.header && !e.Placeholder {
 			j.seen = e.Created
@@ -198,7 +202,7 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 		return zero, OutcomeNone, err
 	}
 	if f.err != nil || f.panicked != nil {
-		if stale.ok {
+		if stale.ok && !errors.Is(f.err, ErrNotLoaded) { // a key the batch load left out has no value
 			cause := f.err
 			if f.panicked != nil {
 				cause = f.panicked
@@ -257,6 +261,7 @@ type loadJob struct {
 	storeOK bool       // the leader could read the store: a lock may be taken
 	recheck bool       // read once more before loading
 	refresh bool       // an early refresh of a fresh entry
+	batched bool       // a GetOrSetMany's: load is its batch's (counted and traced there)
 	load    func(context.Context) (any, error)
 	decode  func([]byte) (any, error)
 }
@@ -302,6 +307,14 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 	lctx := context.WithValue(context.WithoutCancel(ctx), loadingKey{}, &loadingFlight{c, f, ctx.Value(loadingKey{})})
 	v, fromStore, panicked, err := callLoad(lctx, func(ctx context.Context) (any, bool, error) { return c.fetch(ctx, f, j) })
 	f.stopRenew()
+	if errors.Is(err, ErrNotLoaded) {
+		// The batch load left the key out: a miss, not a failure.
+		if f.token != "" {
+			c.unlock(lctx, f)
+		}
+		c.finishFlight(f, fmt.Errorf("cache: load %q: %w", f.key, err), nil)
+		return
+	}
 	if errors.Is(err, errThrottled) {
 		// Another process's load failed and its stale value is held: the
 		// callers serve it; there is nothing to count, store or release.
@@ -356,6 +369,11 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 // meanwhile, otherwise from the load, run under the key's cross-process
 // lease when the store has a [Locker].
 func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, error) {
+	if j.batched {
+		// However it ends, the key is settled for the batch: with a load,
+		// or without one.
+		defer batchOf(ctx).settle(j.key)
+	}
 	switch {
 	case c.locker != nil && j.storeOK:
 		v, ok, err := c.lockOrWait(ctx, f, j)
@@ -371,6 +389,9 @@ func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, er
 			}
 		}
 	}
+	if j.batched {
+		return c.loadBatched(ctx, j)
+	}
 	c.stats.loads.add()
 	if j.refresh {
 		c.stats.refreshes.add()
@@ -381,6 +402,18 @@ func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, er
 		defer cancel()
 	}
 	v, err := c.runLoad(ctx, j)
+	return v, false, err
+}
+
+// loadBatched runs a GetOrSetMany key's load, which its batch gathers
+// into one call of loadMany, under the policy's hard timeout.
+func (c *Cache) loadBatched(ctx context.Context, j *loadJob) (any, bool, error) {
+	if j.p.hardTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, j.p.hardTimeout)
+		defer cancel()
+	}
+	v, err := j.load(ctx)
 	return v, false, err
 }
 
@@ -434,7 +467,10 @@ func (c *Cache) loading(ctx context.Context, key string, typ reflect.Type) bool 
 func callLoad(ctx context.Context, load func(context.Context) (any, bool, error)) (v any, fromStore bool, panicked *LoadPanicError, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			panicked = &LoadPanicError{Value: r, Stack: debug.Stack()}
+			var ok bool
+			if panicked, ok = r.(*LoadPanicError); !ok { // a batch's: raised again as it was
+				panicked = &LoadPanicError{Value: r, Stack: debug.Stack()}
+			}
 		}
 	}()
 	v, fromStore, err = load(ctx)

@@ -181,6 +181,7 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 		if !e.Placeholder {
 			seen = e.Created
 		}
+		batchOf(ctx).settle(j.key) // a GetOrSetMany's key waits for another process: its batch goes on without it
 		t := time.NewTimer(min(lockPoll, c.lease/4))
 		select {
 		case <-filled:

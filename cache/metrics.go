@@ -38,7 +38,8 @@ type metrics struct {
 }
 
 // operations are the store calls the breaker times (db.operation.name).
-var operations = []string{"get", "set", "delete", "clear", "ping", "lock", "renew", "fill", "unlock"}
+var operations = []string{"get", "set", "delete", "clear", "ping", "lock", "renew", "fill", "unlock",
+	"get_many", "set_many", "delete_many", "add", "increment"}
 
 // errorTypes are the values of error.type; "" for a call that succeeded.
 var errorTypes = [...]string{"", "unavailable", "refused", "timeout", "canceled", "closed", "_OTHER"}

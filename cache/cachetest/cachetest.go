@@ -39,9 +39,11 @@ type NewStore func(t *testing.T) cache.Store
 //
 // The TTL subtests wait for real time, a few hundred milliseconds in all,
 // since a remote store's clock cannot be faked.
+// It also checks each optional capability the store claims, [cache.Batcher],
+// [cache.Adder] and [cache.Counter], and skips those it does not.
 func TestStore(t *testing.T, newStore NewStore) {
 	t.Helper()
-	for _, tc := range storeTests {
+	for _, tc := range append(storeTests[:len(storeTests):len(storeTests)], capabilityTests...) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := open(t, newStore)

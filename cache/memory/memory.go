@@ -42,7 +42,11 @@ type Store struct {
 	s *memstore.Store
 }
 
-var _ cache.Store = (*Store)(nil)
+var (
+	_ cache.Store   = (*Store)(nil)
+	_ cache.Adder   = (*Store)(nil)
+	_ cache.Counter = (*Store)(nil)
+)
 
 // New returns an empty Store bounded by o.
 func New(o Options) (*Store, error) {
@@ -70,6 +74,16 @@ func (s *Store) Borrow(ctx context.Context, key string) ([]byte, bool, error) {
 // Set implements [cache.Store].
 func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {
 	return s.s.Set(ctx, key, value, ttl)
+}
+
+// Add implements [cache.Adder], atomically.
+func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	return s.s.Add(ctx, key, value, ttl)
+}
+
+// Increment implements [cache.Counter], atomically.
+func (s *Store) Increment(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	return s.s.Increment(ctx, key, delta, ttl)
 }
 
 // Delete implements [cache.Store].

@@ -16,4 +16,6 @@ var (
 	ErrRefused = errors.New("cache: the backend refused the command")
 	// ErrUnavailable is re-exported as cache.ErrUnavailable.
 	ErrUnavailable = errors.New("cache: the backend is unavailable")
+	// ErrNotInteger is re-exported as cache.ErrNotInteger.
+	ErrNotInteger = errors.New("cache: value is not an integer or the sum would overflow")
 )

@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
 
+	"github.com/ushka-go/ushka/internal/counter"
 	"github.com/ushka-go/ushka/internal/errs"
 )
 
@@ -195,6 +197,49 @@ func (s *Store) Set(_ context.Context, key string, value []byte, ttl time.Durati
 	}
 	s.c.Set(key, entry{data: value, ttl: ttl})
 	return nil
+}
+
+// Add stores value under key for ttl unless the key is there, and
+// reports whether it did, atomically.
+func (s *Store) Add(_ context.Context, key string, value []byte, ttl time.Duration) (bool, error) {
+	if s.closed.Load() {
+		return false, errs.ErrClosed
+	}
+	_, added := s.c.SetIfAbsent(key, entry{data: value, ttl: ttl})
+	return added, nil
+}
+
+// Increment adds delta to the decimal integer stored under key, atomically,
+// and returns the sum. A missing key counts as 0 and is created with ttl;
+// an existing one keeps the time it has left.
+func (s *Store) Increment(_ context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
+	if s.closed.Load() {
+		return 0, errs.ErrClosed
+	}
+	var n int64
+	var err error
+	s.c.Compute(key, func(old entry, found bool) (entry, otter.ComputeOp) {
+		var cur int64
+		if found {
+			if cur, err = counter.Parse(old.data); err != nil {
+				return old, otter.CancelOp
+			}
+			ttl = old.ttl
+			if ttl > 0 {
+				// Written again, the entry would get its full ttl back
+				// (expiry is computed at each write): give it what it has
+				// left.
+				if e, ok := s.c.GetEntryQuietly(key); ok {
+					ttl = max(e.ExpiresAfter(), time.Millisecond)
+				}
+			}
+		}
+		if n, err = counter.Add(cur, delta); err != nil {
+			return old, otter.CancelOp
+		}
+		return entry{data: strconv.AppendInt(nil, n, 10), ttl: ttl}, otter.WriteOp
+	})
+	return n, err
 }
 
 // Delete removes key.

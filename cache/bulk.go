@@ -1,0 +1,433 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Bulk reads and writes: GetMany, SetMany, DeleteMany. A store that can
+// do them in a few round trips implements Batcher (the redis store: MGET
+// and pipelines, one round trip per Cluster node); the front end falls back
+// on one call per key otherwise, which costs an in-process store nothing.
+
+// Batcher is implemented by a [Store] that reads, writes and deletes many
+// keys in a few round trips. The front end checks the keys and the ttl
+// before it calls one, as for the single-key methods.
+type Batcher interface {
+	// GetMany calls fn exactly once for each of keys, in any order: i is
+	// the key's index in keys, and value, found and err are what Get would
+	// return for it. value is only valid during the call of fn: the store
+	// may lend memory it reuses.
+	GetMany(ctx context.Context, keys []string, fn func(i int, value []byte, found bool, err error))
+	// SetMany stores each item's value under its key for ttl, as Set does,
+	// taking ownership of the values. It returns nil when every item was
+	// stored, a *[KeysError] naming the keys that failed when the others
+	// were stored, and any other error when any of them may have failed.
+	SetMany(ctx context.Context, items []Item, ttl time.Duration) error
+	// DeleteMany removes each of keys, as Delete does, with SetMany's
+	// errors.
+	DeleteMany(ctx context.Context, keys []string) error
+}
+
+// Item is a key and its encoded value, for [Batcher.SetMany].
+type Item struct {
+	Key   string
+	Value []byte
+}
+
+// KeysError is the error of a call on many keys that failed for some of
+// them, and only those: the keys not in Errs succeeded. errors.Is matches
+// it against each key's error.
+type KeysError struct {
+	Errs map[string]error
+}
+
+func (e *KeysError) Error() string {
+	keys := slices.Sorted(maps.Keys(e.Errs))
+	var b strings.Builder
+	fmt.Fprintf(&b, "cache: %d of the keys failed", len(keys))
+	for i, k := range keys {
+		if i == 3 {
+			fmt.Fprintf(&b, "; and %d more", len(keys)-3)
+			break
+		}
+		fmt.Fprintf(&b, "; %q: %v", k, e.Errs[k])
+	}
+	return b.String()
+}
+
+// Unwrap returns each key's error, in the order of the keys.
+func (e *KeysError) Unwrap() []error {
+	out := make([]error, 0, len(e.Errs))
+	for _, k := range slices.Sorted(maps.Keys(e.Errs)) {
+		out = append(out, e.Errs[k])
+	}
+	return out
+}
+
+// keysError returns errs as a *KeysError, or nil when it is empty.
+func keysError(errs map[string]error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return &KeysError{errs}
+}
+
+// checkKeys checks each key, for op.
+func (c *Cache) checkKeys(op string, keys []string) error {
+	for _, k := range keys {
+		if err := c.check(op, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GetMany reads keys in one call to the store (a few round trips on Redis,
+// one per Cluster node) and decodes each value found into dst, a
+// map[string]V or a pointer to one (made if nil), as [Cache.Get] decodes
+// into a *V. Keys missing or expired are left out of the map; so are keys
+// that failed, which the error, a *[KeysError], names: the other keys'
+// values are in the map all the same. An invalid key fails the whole call
+// before anything is read.
+//
+// [GetMany] (the function) does the same into a new map[string]T.
+func (c *Cache) GetMany(ctx context.Context, keys []string, dst any) error {
+	m, err := mapOf(dst)
+	if err != nil {
+		return err
+	}
+	elem := m.Type().Elem()
+	return c.getMany(ctx, keys, func(key string, b []byte) error {
+		v := reflect.New(elem)
+		if err := c.decode(b, v.Interface(), true); err != nil {
+			return err
+		}
+		m.SetMapIndex(reflect.ValueOf(key), v.Elem())
+		return nil
+	})
+}
+
+// mapOf returns the map dst is, or points to (made if nil).
+func mapOf(dst any) (reflect.Value, error) {
+	v := reflect.ValueOf(dst)
+	if v.Kind() == reflect.Pointer && !v.IsNil() && v.Elem().Kind() == reflect.Map {
+		if v.Elem().IsNil() {
+			v.Elem().Set(reflect.MakeMap(v.Elem().Type()))
+		}
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Map || v.IsNil() || v.Type().Key().Kind() != reflect.String {
+		return reflect.Value{}, fmt.Errorf("cache: get many: destination %T: want a map[string]V or a pointer to one", dst)
+	}
+	return v, nil
+}
+
+// GetMany reads keys in one call to the store and returns the values
+// found, decoded as T, by key: see [Cache.GetMany]. The map holds what was
+// found even when the error, a *[KeysError], names keys that failed.
+func GetMany[T any](ctx context.Context, c *Cache, keys []string) (map[string]T, error) {
+	out := make(map[string]T, len(keys))
+	err := c.getMany(ctx, keys, func(key string, b []byte) error {
+		var v T
+		if err := c.decode(b, &v, true); err != nil {
+			return err
+		}
+		out[key] = v
+		return nil
+	})
+	return out, err
+}
+
+// getMany reads keys and calls hit with the value of each that is there
+// and fresh (without its header), counting hits and misses. An error of
+// hit counts as that key's failure.
+func (c *Cache) getMany(ctx context.Context, keys []string, hit func(key string, b []byte) error) error {
+	if err := c.checkKeys("get", keys); err != nil {
+		return err
+	}
+	var errs map[string]error
+	fail := func(key string, err error) {
+		if errs == nil {
+			errs = make(map[string]error)
+		}
+		errs[key] = fmt.Errorf("cache: get %q: %w", key, err)
+	}
+	var now time.Time
+	c.readMany(ctx, keys, func(i int, b []byte, found bool, err error) {
+		key := keys[i]
+		switch {
+		case err != nil:
+			c.failed(ctx, err)
+			fail(key, err)
+			return
+		case found && len(b) > 0 && b[0] == EntryMagic[0]:
+			e, perr := ParseEntry(b)
+			if now.IsZero() {
+				now = time.Now()
+			}
+			if found = perr == nil && e.freshAt(now); found {
+				b = e.Value
+			}
+		}
+		if !found {
+			c.stats.misses.add()
+			return
+		}
+		if err := hit(key, b); err != nil {
+			c.stats.errors.add()
+			fail(key, err)
+			return
+		}
+		c.stats.hits.add()
+	})
+	return keysError(errs)
+}
+
+// readMany reads keys from the store, calling fn once per key: through
+// the store's Batcher, past the breaker, when it has one; key by key
+// otherwise.
+func (c *Cache) readMany(ctx context.Context, keys []string, fn func(i int, b []byte, found bool, err error)) {
+	if c.batcher != nil && c.borrow == nil {
+		c.brkMany(ctx, "get_many", keys, func(todo []string, index func(int) int) error {
+			c.batcher.GetMany(ctx, todo, func(i int, b []byte, found bool, err error) { fn(index(i), b, found, err) })
+			return nil
+		}, func(i int, err error) { fn(i, nil, false, err) })
+		return
+	}
+	for i, k := range keys {
+		b, found, _, err := c.raw(ctx, k)
+		fn(i, b, found, err)
+	}
+}
+
+// brkMany runs a call on many keys past the breaker, if c has one: keys
+// whose invalidation waits to be replayed read as missing in this process
+// and are left out (do receives the others, with a function from their
+// index there to their index in keys), reported through skip with a nil
+// error; a refused call reports every key through skip with its error.
+func (c *Cache) brkMany(ctx context.Context, op string, keys []string,
+	do func(todo []string, index func(int) int) error, skip func(i int, err error)) {
+	if c.brk == nil {
+		_ = do(keys, func(i int) int { return i })
+		return
+	}
+	todo, index := keys, func(i int) int { return i }
+	if c.brk.q.len() > 0 {
+		var idx []int
+		todo = nil
+		for i, k := range keys {
+			if !c.brk.q.holds(k) {
+				todo = append(todo, k)
+				idx = append(idx, i)
+			}
+		}
+		index = func(i int) int { return idx[i] }
+		if len(todo) < len(keys) {
+			// The keys left out are missing here: report them so.
+			left := make(map[int]bool, len(idx))
+			for _, i := range idx {
+				left[i] = true
+			}
+			for i := range keys {
+				if !left[i] {
+					skip(i, nil)
+				}
+			}
+		}
+	}
+	if len(todo) == 0 {
+		return
+	}
+	cl, err := c.brk.begin(ctx, op, "", true)
+	if err != nil {
+		for i := range todo {
+			skip(index(i), err)
+		}
+		return
+	}
+	err = do(todo, index)
+	c.brk.end(ctx, cl, err)
+}
+
+// SetMany stores each of items' values under its key for ttl, as
+// [Cache.Set] does, in one call to the store (a pipeline on Redis, one
+// round trip per Cluster node). Every key and value is checked and encoded
+// before anything is written: an invalid key or ttl, or a value that
+// cannot be encoded, fails the whole call. A *[KeysError] names the keys
+// that could not be written when the others were.
+func (c *Cache) SetMany(ctx context.Context, items map[string]any, ttl time.Duration) error {
+	return c.setMany(ctx, len(items), func(yield func(string, any) bool) {
+		for k, v := range items {
+			if !yield(k, v) {
+				return
+			}
+		}
+	}, ttl)
+}
+
+// SetMany stores items as [Cache.SetMany] does, from a map of one type.
+func SetMany[T any](ctx context.Context, c *Cache, items map[string]T, ttl time.Duration) error {
+	return c.setMany(ctx, len(items), func(yield func(string, any) bool) {
+		for k, v := range items {
+			if !yield(k, v) {
+				return
+			}
+		}
+	}, ttl)
+}
+
+func (c *Cache) setMany(ctx context.Context, n int, items func(yield func(string, any) bool), ttl time.Duration) error {
+	batch := make([]Item, 0, n)
+	var err error
+	items(func(k string, v any) bool {
+		if err = c.check("set", k); err != nil {
+			return false
+		}
+		if err = checkTTL(k, ttl); err != nil {
+			return false
+		}
+		var b []byte
+		if b, err = c.encode(v); err != nil {
+			c.stats.errors.add()
+			err = fmt.Errorf("cache: set %q: encode %T: %w", k, v, err)
+			return false
+		}
+		batch = append(batch, Item{k, b})
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if ttl == 0 {
+		ttl = c.defaultTTL
+	}
+	keys := make([]string, len(batch))
+	for i, it := range batch {
+		keys[i] = it.Key
+		c.stopLoads(it.Key, false)
+	}
+	err = c.writeMany(ctx, "set", keys, func(todo []int) error {
+		if len(todo) == len(batch) {
+			return c.batcher.SetMany(ctx, batch, ttl)
+		}
+		part := make([]Item, len(todo))
+		for j, i := range todo {
+			part[j] = batch[i]
+		}
+		return c.batcher.SetMany(ctx, part, ttl)
+	}, func(i int) error { return c.store.Set(ctx, batch[i].Key, batch[i].Value, ttl) })
+	for _, k := range keys {
+		c.endInvalidation(k, false)
+	}
+	return err
+}
+
+// DeleteMany removes keys, as [Cache.Delete] does, in one call to the
+// store (one round trip per Cluster node on Redis). Deleting a missing key
+// is not an error; a *[KeysError] names the keys that could not be deleted
+// when the others were. Like Delete, it is final for every load of those
+// keys that began before it.
+func (c *Cache) DeleteMany(ctx context.Context, keys []string) error {
+	if err := c.checkKeys("delete", keys); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		c.stopLoads(k, false)
+	}
+	err := c.writeMany(ctx, "delete", keys, func(todo []int) error {
+		if len(todo) == len(keys) {
+			return c.batcher.DeleteMany(ctx, keys)
+		}
+		part := make([]string, len(todo))
+		for j, i := range todo {
+			part[j] = keys[i]
+		}
+		return c.batcher.DeleteMany(ctx, part)
+	}, func(i int) error { return c.store.Delete(ctx, keys[i]) })
+	for _, k := range keys {
+		c.endInvalidation(k, false)
+	}
+	return err
+}
+
+// writeMany writes keys (a Set or Delete of each, op): through the store's
+// Batcher past the breaker, batch receiving the indexes of the keys to
+// write, or key by key with one (already past the breaker) otherwise. It
+// counts, queues what failed with its outcome unknown (as a single write
+// does), and returns a *KeysError naming the keys that failed.
+func (c *Cache) writeMany(ctx context.Context, op string, keys []string, batch func(todo []int) error, one func(i int) error) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	errs := make(map[string]error)
+	fail := func(k string, err error) { errs[k] = fmt.Errorf("cache: %s %q: %w", op, k, err) }
+	if c.batcher == nil || c.borrow != nil {
+		for i, k := range keys {
+			if err := one(i); err != nil {
+				c.failed(ctx, err)
+				fail(k, err)
+			} else {
+				c.countWrite(op)
+			}
+		}
+		return keysError(errs)
+	}
+	todo := make([]int, len(keys))
+	for i := range todo {
+		todo[i] = i
+	}
+	var mark uint64
+	if c.brk != nil {
+		mark = c.brk.q.mark()
+	}
+	err := func() error {
+		if c.brk == nil {
+			return batch(todo)
+		}
+		cl, err := c.brk.begin(ctx, op+"_many", "", true)
+		if err != nil {
+			return err
+		}
+		err = batch(todo)
+		c.brk.end(ctx, cl, err)
+		return err
+	}()
+	var ke *KeysError
+	partial := errors.As(err, &ke)
+	for _, k := range keys {
+		kerr := err
+		if partial {
+			kerr = ke.Errs[k]
+		}
+		switch {
+		case kerr == nil:
+			if c.brk != nil {
+				c.brk.q.written(k, false, mark)
+			}
+			c.countWrite(op)
+			continue
+		case c.brk != nil && unknown(ctx, kerr):
+			c.brk.enqueue(k, false)
+			kerr = fmt.Errorf("%w; queued, to be replayed when the backend answers", kerr)
+		}
+		c.failed(ctx, kerr)
+		fail(k, kerr)
+	}
+	return keysError(errs)
+}
+
+// countWrite counts a write that succeeded.
+func (c *Cache) countWrite(op string) {
+	if op == "delete" {
+		c.stats.deletes.add()
+	} else {
+		c.stats.sets.add()
+	}
+}
