@@ -199,6 +199,7 @@ type call struct {
 	op      string     // its operation, for the metrics
 	began   int64      // when it began (now()), with metrics on
 	span    trace.Span // its span, with traces on
+	key     string     // its key, with traces on
 }
 
 // slot's halves: a generation starts at each closing of the breaker, so
@@ -224,7 +225,7 @@ func (b *breaker) begin(ctx context.Context, op, key string, tracked bool) (call
 		cl.began = max(now, 1)
 	}
 	if b.c.tracing != nil {
-		cl.span = b.c.tracing.startCall(ctx, op, key)
+		cl.span, cl.key = b.c.tracing.startCall(ctx, op, key), key
 	}
 	if !tracked {
 		cl.gen = b.gen()
@@ -276,7 +277,7 @@ func (b *breaker) end(ctx context.Context, cl call, err error) {
 		b.c.recordCall(ctx, cl.op, time.Duration(b.now()-cl.began), err)
 	}
 	if cl.span != nil {
-		endSpan(cl.span, err)
+		b.c.tracing.end(cl.span, cl.key, err)
 	}
 	waiting := -1 // not tracked
 	if cl.tracked {

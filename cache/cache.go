@@ -39,6 +39,7 @@ type Cache struct {
 	stats      counters
 	backend    string // the backend's name, for errors, logs and metrics
 	name       string // WithName's, for the metrics
+	claimed    string // the name c reports under on its MeterProvider, when WithName's
 
 	meterProvider  metric.MeterProvider // WithMeterProvider's
 	metrics        *metrics             // nil without one

@@ -62,6 +62,11 @@ const (
 	// EventMetricsOff (WARN): the MeterProvider refused an instrument.
 	// Attributes: err.
 	EventMetricsOff = "cache.metrics_off"
+	// EventNameTaken (WARN): a cache was given a name (WithName) that a
+	// live cache reports under on the same MeterProvider already; its
+	// metrics go under name#2 (#3, ...) so that the two do not mix.
+	// Attributes: name, reported_as.
+	EventNameTaken = "cache.metrics.name_taken"
 	// EventNearCacheOff (WARN): the Redis server refuses client tracking;
 	// the near cache is off and every read goes to Redis. Attributes:
 	// redis (the server, without its password), reason.

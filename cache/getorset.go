@@ -68,10 +68,6 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 	if len(opts) > 0 {
 		p = p.with(opts) // apart, so that p stays on the stack without options
 	}
-	var start time.Time // when the call began, for its span if it gets one
-	if c.tracing != nil {
-		start = time.Now()
-	}
 	var epoch uint64 // a copy of what is read is kept only if no invalidation of key came since
 	if p.staleTTL > 0 && !c.local {
 		epoch = c.invalidations.of(key)
@@ -101,20 +97,20 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 		c.log.WarnContext(ctx, "cache entry does not decode; loading instead", event(EventEntryUndecodable), "key", key, "err", derr)
 		e, found = Entry{}, false // reload and overwrite it
 	}
-	v, o, err := getOrSetSlow(ctx, c, key, ttl, load, &p, &e, found, err, now, start)
+	v, o, err := getOrSetSlow(ctx, c, key, ttl, load, &p, &e, found, err, now)
 	p.report(o)
 	return v, err
 }
 
 // getOrSetSlow is GetOrSet past a fresh hit: a miss, a stale entry, a store
-// that failed. It returns how the call had its value, and traces the call
-// (begun at start) when c traces.
+// that failed. It returns how the call had its value, and traces it from
+// here when c traces: the read that missed is a span before it.
 func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Duration,
-	load func(context.Context) (T, error), pp *policy, ep *Entry, found bool, err error, now, start time.Time) (_ T, o Outcome, rerr error) {
+	load func(context.Context) (T, error), pp *policy, ep *Entry, found bool, err error, now time.Time) (_ T, o Outcome, rerr error) {
 	if c.tracing != nil {
 		var span trace.Span
-		ctx, span = c.tracing.startGetOrSet(ctx, key, start)
-		defer func() { c.tracing.endGetOrSet(span, o, rerr) }()
+		ctx, span = c.tracing.startGetOrSet(ctx, key)
+		defer func() { c.tracing.endGetOrSet(span, key, o, rerr) }()
 	}
 	var zero T
 	p, e := *pp, *ep
@@ -187,7 +183,9 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 		go c.runFlight(ctx, f, j)
 	}
 	var soft <-chan time.Time
-	if stale.ok && p.loadTimeout > 0 {
+	if stale.ok && p.loadTimeout > 0 && decodes(decode, stale.e.Value) {
+		// Only a stale value that decodes as T can be served in time;
+		// otherwise the load is waited for.
 		t := time.NewTimer(p.loadTimeout)
 		defer t.Stop()
 		soft = t.C
@@ -197,7 +195,7 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 		if v, ok := c.serveStale(ctx, key, stale, decode, err); ok {
 			return v.(T), OutcomeStale, nil
 		}
-		return zero, OutcomeNone, ctx.Err() // unreachable: soft is set only with a stale value
+		return zero, OutcomeNone, fmt.Errorf("cache: get or set %q: the stale value no longer decodes", key) // unreachable: soft is set only when it decodes
 	case err != nil:
 		return zero, OutcomeNone, err
 	}
@@ -244,6 +242,12 @@ func decodeAs[T any](c *Cache) func([]byte) (any, error) {
 		err := c.decode(b, &v, true)
 		return v, err
 	}
+}
+
+// decodes reports whether b decodes with decode.
+func decodes(decode func([]byte) (any, error), b []byte) bool {
+	_, err := decode(b)
+	return err == nil
 }
 
 // anyLoad returns load with its result as an any.
@@ -422,19 +426,25 @@ func (c *Cache) runLoad(ctx context.Context, j *loadJob) (any, error) {
 	var span trace.Span
 	if c.tracing != nil {
 		ctx, span = c.tracing.startLoad(ctx, j.key, j.refresh)
-		defer func() {
-			if span != nil { // the load panicked: callLoad recovers it, with its stack intact
-				span.SetStatus(codes.Error, "load panicked")
-				span.End()
-			}
-		}()
 	}
 	start := time.Now()
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		// The load panicked: callLoad recovers it, with its stack intact.
+		c.recordLoad(ctx, start, &LoadPanicError{})
+		if span != nil {
+			span.SetStatus(codes.Error, "load panicked")
+			span.End()
+		}
+	}()
 	v, err := j.load(ctx)
+	returned = true
 	c.recordLoad(ctx, start, err)
 	if span != nil {
-		endSpan(span, err)
-		span = nil
+		c.tracing.end(span, j.key, err)
 	}
 	return v, err
 }

@@ -3,13 +3,13 @@ package cache
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -57,10 +57,6 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, ttl time.
 		p = p.with(opts)
 	}
 	p.outcome = nil // one outcome per call does not say how each key went
-	var start time.Time
-	if c.tracing != nil {
-		start = time.Now()
-	}
 	out := make(map[string]T, len(keys))
 	type slow struct {
 		key   string
@@ -152,7 +148,7 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, ttl time.
 				t, _ := v.(T)
 				return t, err
 			}
-			res.v, _, res.err = getOrSetSlow(bctx, c, r.key, ttl, load, &pr, &er, r.found, r.err, now, start)
+			res.v, _, res.err = getOrSetSlow(bctx, c, r.key, ttl, load, &pr, &er, r.found, r.err, now)
 		}()
 	}
 	var errs map[string]error
@@ -333,10 +329,10 @@ func (b *batch) run(r *round) {
 		c.recordLoad(ctx, start, r.err)
 		if span != nil {
 			if r.panicked != nil {
-				failSpan(span, fmt.Errorf("load panicked: %v", r.panicked.Value))
+				span.SetStatus(codes.Error, "load panicked")
 				span.End()
 			} else {
-				endSpan(span, r.err)
+				c.tracing.end(span, "", r.err)
 			}
 		}
 	}()

@@ -4,8 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
 	"slices"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -42,7 +48,7 @@ var operations = []string{"get", "set", "delete", "clear", "ping", "lock", "rene
 	"get_many", "set_many", "delete_many", "add", "increment"}
 
 // errorTypes are the values of error.type; "" for a call that succeeded.
-var errorTypes = [...]string{"", "unavailable", "refused", "timeout", "canceled", "closed", "_OTHER"}
+var errorTypes = [...]string{"", "unavailable", "refused", "timeout", "canceled", "closed", "panic", "_OTHER"}
 
 // WithMeterProvider makes the cache report its metrics through mp: its
 // counters (hits, misses, sets, deletes, loads, errors, stale values
@@ -79,12 +85,59 @@ func (c *Cache) attributes() []attribute.KeyValue {
 	name := c.name
 	if name == "" {
 		name = fmt.Sprintf("cache%d", unnamedCaches.Add(1))
+	} else if c.meterProvider != nil {
+		name = c.claimName(name)
 	}
 	kv := []attribute.KeyValue{attribute.String("cache.name", name), attribute.String("cache.backend", c.backend)}
 	if c.backend == "redis" {
 		kv = append(kv, attribute.String("db.system.name", "redis"))
 	}
 	return kv
+}
+
+// names are the cache names in use on each MeterProvider, so that two
+// live caches never report under one name: their gauges would collide and
+// one cache's open breaker could read as closed.
+var names = struct {
+	sync.Mutex
+	taken map[nameKey]bool
+}{taken: make(map[nameKey]bool)}
+
+type nameKey struct {
+	mp   metric.MeterProvider
+	name string
+}
+
+// claimName returns name, or name#2, name#3, ... when a live cache reports
+// under it on c's MeterProvider already, saying so; Close gives it back.
+// A MeterProvider of a type that cannot be compared is not tracked.
+func (c *Cache) claimName(name string) string {
+	if !reflect.TypeOf(c.meterProvider).Comparable() {
+		return name
+	}
+	names.Lock()
+	defer names.Unlock()
+	got := name
+	for i := 2; names.taken[nameKey{c.meterProvider, got}]; i++ {
+		got = fmt.Sprintf("%s#%d", name, i)
+	}
+	if got != name {
+		c.log.Warn("cache name already in use on this MeterProvider: its metrics go under another", event(EventNameTaken),
+			"name", name, "reported_as", got)
+	}
+	names.taken[nameKey{c.meterProvider, got}] = true
+	c.claimed = got
+	return got
+}
+
+// releaseName gives back the name c claimed.
+func (c *Cache) releaseName() {
+	if c.claimed == "" {
+		return
+	}
+	names.Lock()
+	delete(names.taken, nameKey{c.meterProvider, c.claimed})
+	names.Unlock()
 }
 
 // startMetrics registers c's instruments with its MeterProvider, if any,
@@ -185,11 +238,14 @@ func (c *Cache) startMetrics(kv []attribute.KeyValue) error {
 	return nil
 }
 
-// stopMetrics unregisters c's callback: a closed cache reports nothing.
+// stopMetrics unregisters c's callback, so that a closed cache's counters
+// and gauges are no longer reported (its histograms keep their last
+// totals: the SDK keeps every cumulative series), and gives back its name.
 func (c *Cache) stopMetrics() {
 	if c.metrics != nil && c.metrics.reg != nil {
 		_ = c.metrics.reg.Unregister()
 	}
+	c.releaseName()
 }
 
 // recordLoad records the duration of a load since start, with its outcome.
@@ -210,7 +266,9 @@ func (c *Cache) recordCall(ctx context.Context, op string, d time.Duration, err 
 	}
 }
 
-// errorType is the index in errorTypes of err's low-cardinality type.
+// errorType is the index in errorTypes of err's low-cardinality type. A
+// store that cannot be reached (a refused or reset connection, a closed
+// socket) is unavailable, as is one the circuit breaker refuses.
 func errorType(err error) int {
 	switch {
 	case err == nil:
@@ -219,12 +277,30 @@ func errorType(err error) int {
 		return 1
 	case errors.Is(err, ErrRefused):
 		return 2
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
 		return 3
 	case errors.Is(err, context.Canceled):
 		return 4
 	case errors.Is(err, ErrClosed):
 		return 5
 	}
-	return 6
+	return otherErrorType(err)
+}
+
+// otherErrorType is errorType past the sentinels, apart so that the
+// targets of errors.As, which escape, cost a call that succeeded nothing.
+func otherErrorType(err error) int {
+	var lp *LoadPanicError
+	if errors.As(err, &lp) {
+		return 6
+	}
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return 3
+	case ne != nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return 1
+	}
+	return 7
 }

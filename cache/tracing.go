@@ -2,8 +2,10 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"slices"
-	"time"
+	"strconv"
+	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -90,19 +92,21 @@ func (tr *tracing) annotate(span trace.Span, attrs []attribute.KeyValue, key str
 	}
 }
 
-// startGetOrSet starts the span of a GetOrSet of key that began at start.
-func (tr *tracing) startGetOrSet(ctx context.Context, key string, start time.Time) (context.Context, trace.Span) {
-	ctx, span := tr.tracer.Start(ctx, "cache.GetOrSet", trace.WithTimestamp(start))
+// startGetOrSet starts the span of a GetOrSet of key, once its read has
+// missed.
+func (tr *tracing) startGetOrSet(ctx context.Context, key string) (context.Context, trace.Span) {
+	ctx, span := tr.tracer.Start(ctx, "cache.GetOrSet")
 	tr.annotate(span, tr.attrs, key)
 	return ctx, span
 }
 
-// endGetOrSet ends a GetOrSet's span with how it had its value, or its
-// error. A GetOrSet that returns neither is raising a load's panic.
-func (tr *tracing) endGetOrSet(span trace.Span, o Outcome, err error) {
+// endGetOrSet ends the span of a GetOrSet of key with how it had its
+// value, or its error. A GetOrSet that returns neither is raising a load's
+// panic.
+func (tr *tracing) endGetOrSet(span trace.Span, key string, o Outcome, err error) {
 	switch {
 	case err != nil:
-		failSpan(span, err)
+		tr.fail(span, key, err)
 	case o == OutcomeNone:
 		span.SetStatus(codes.Error, "load panicked")
 	default:
@@ -134,16 +138,22 @@ func (tr *tracing) startCall(ctx context.Context, op, key string) trace.Span {
 	return span
 }
 
-// endSpan ends span, marking it failed by err when err is not nil.
-func endSpan(span trace.Span, err error) {
+// end ends the span of a call or load of key, marking it failed by err
+// when err is not nil.
+func (tr *tracing) end(span trace.Span, key string, err error) {
 	if err != nil {
-		failSpan(span, err)
+		tr.fail(span, key, err)
 	}
 	span.End()
 }
 
-// failSpan records err on span and marks it failed.
-func failSpan(span trace.Span, err error) {
-	span.RecordError(err)
-	span.SetStatus(codes.Error, err.Error())
+// fail records err on span and marks it failed. Unless keys are traced,
+// the key is taken out of the message: the cache's errors quote it.
+func (tr *tracing) fail(span trace.Span, key string, err error) {
+	msg := err.Error()
+	if !tr.keys && key != "" {
+		msg = strings.ReplaceAll(msg, strconv.Quote(key), `"…"`)
+	}
+	span.RecordError(errors.New(msg), trace.WithAttributes(attribute.String("error.type", errorTypes[errorType(err)])))
+	span.SetStatus(codes.Error, msg)
 }

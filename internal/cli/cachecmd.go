@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/ushka-go/ushka/cache"
 	"github.com/ushka-go/ushka/cache/redis"
 )
@@ -325,16 +327,19 @@ func (e *env) serviceStats(base string) int {
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := client.Do(req)
 	if err != nil {
-		return e.errorf(ExitUnreachable, "the service at %s did not answer: %v", u.Redacted(), err)
+		if ue, ok := errors.AsType[*neturl.Error](err); ok {
+			err = ue.Err // its text holds the whole URL, password and all
+		}
+		return e.errorf(ExitUnreachable, "the service at %s did not answer: %v", cache.Redact(u.String()), err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return e.errorf(ExitUnreachable, "reading %s: %v", u.Redacted(), err)
+		return e.errorf(ExitUnreachable, "reading %s: %v", cache.Redact(u.String()), err)
 	}
 	var stats map[string]any
 	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &stats) != nil {
-		return e.errorf(ExitUnreachable, "%s answered %s, not the cache's counters: %.200q", u.Redacted(), resp.Status, body)
+		return e.errorf(ExitUnreachable, "%s answered %s, not the cache's counters: %.200q", cache.Redact(u.String()), resp.Status, body)
 	}
 	enc := json.NewEncoder(e.stdout)
 	enc.SetIndent("", "  ")
@@ -342,11 +347,9 @@ func (e *env) serviceStats(base string) int {
 	return ExitOK
 }
 
+// isTerminal reports whether r is a terminal (a character device that
+// answers the terminal ioctl, not /dev/null, as under cron or ssh -n).
 func isTerminal(r any) bool {
 	f, ok := r.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
