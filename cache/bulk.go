@@ -160,6 +160,7 @@ func (c *Cache) getMany(ctx context.Context, keys []string, hit func(key string,
 		errs[key] = fmt.Errorf("cache: get %q: %w", key, err)
 	}
 	var now time.Time
+	var tagged []taggedHit // checked together, after the reads
 	c.readMany(ctx, keys, func(i int, b []byte, found bool, err error) {
 		key := keys[i]
 		switch {
@@ -174,6 +175,11 @@ func (c *Cache) getMany(ctx context.Context, keys []string, hit func(key string,
 			}
 			if found = perr == nil && e.freshAt(now); found {
 				b = e.Value
+				if len(e.Tags) > 0 {
+					e.Value = slices.Clone(e.Value) // b is lent for the call only
+					tagged = append(tagged, taggedHit{key, e})
+					return
+				}
 			}
 		}
 		if !found {
@@ -187,7 +193,66 @@ func (c *Cache) getMany(ctx context.Context, keys []string, hit func(key string,
 		}
 		c.stats.hits.add()
 	})
+	if len(tagged) > 0 {
+		hold, err := c.holdMany(ctx, tagged)
+		for i, t := range tagged {
+			switch {
+			case err != nil:
+				c.failed(ctx, err)
+				fail(t.key, err)
+			case !hold[i]:
+				c.stats.misses.add()
+			default:
+				if err := hit(t.key, t.e.Value); err != nil {
+					c.stats.errors.add()
+					fail(t.key, err)
+					continue
+				}
+				c.stats.hits.add()
+			}
+		}
+	}
 	return keysError(errs)
+}
+
+// taggedHit is a fresh tagged entry a bulk read found, its tags yet to be
+// checked.
+type taggedHit struct {
+	key string
+	e   Entry
+}
+
+// holdMany reports, for each entry, whether its tags still have the
+// tokens it recorded, reading every tag's token once.
+func (c *Cache) holdMany(ctx context.Context, hits []taggedHit) ([]bool, error) {
+	var tags []string
+	seen := map[string]bool{}
+	for _, h := range hits {
+		for _, t := range h.e.Tags {
+			if !seen[t.Tag] {
+				seen[t.Tag] = true
+				tags = append(tags, t.Tag)
+			}
+		}
+	}
+	tokens, err := c.tagTokens(ctx, tags)
+	if err != nil {
+		return nil, err
+	}
+	now := make(map[string]string, len(tokens))
+	for _, t := range tokens {
+		now[t.Tag] = t.Token
+	}
+	out := make([]bool, len(hits))
+	for i, h := range hits {
+		out[i] = true
+		for _, t := range h.e.Tags {
+			if now[t.Tag] != t.Token {
+				out[i] = false
+			}
+		}
+	}
+	return out, nil
 }
 
 // readMany reads keys from the store, calling fn once per key: through

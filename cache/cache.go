@@ -206,6 +206,11 @@ func (c *Cache) read(ctx context.Context, key string, dst any, fresh bool) (foun
 		if perr != nil || !e.freshAt(time.Now()) {
 			return false, near, nil
 		}
+		if len(e.Tags) > 0 {
+			if ok, err := c.tagsHold(ctx, e); err != nil || !ok {
+				return false, near, err
+			}
+		}
 		b = e.Value
 	}
 	return true, near, c.decode(b, dst, fresh)
@@ -236,17 +241,28 @@ func (c *Cache) raw(ctx context.Context, key string) (b []byte, found, near bool
 //
 // A Set is final for the loads of key that began before it: once it has
 // returned, [GetOrSet] neither hands out nor stores their values.
-func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duration) error {
+func (c *Cache) Set(ctx context.Context, key string, value any, ttl time.Duration, opts ...SetOption) error {
 	if err := c.check("set", key); err != nil {
 		return err
 	}
 	if err := checkTTL(key, ttl); err != nil {
 		return err
 	}
+	var so setOptions
+	for _, o := range opts {
+		if o != nil {
+			o.applySet(&so)
+		}
+	}
 	b, err := c.encode(value)
 	if err != nil {
 		c.stats.errors.add()
 		return fmt.Errorf("cache: set %q: encode %T: %w", key, value, err)
+	}
+	if len(so.tags) > 0 {
+		if b, ttl, err = c.tagged(ctx, key, b, ttl, so.tags); err != nil {
+			return err
+		}
 	}
 	c.stopLoads(key, false)
 	err = c.setBytes(ctx, key, b, ttl)
@@ -414,6 +430,8 @@ func keyProblem(key string) string {
 		return "empty"
 	case len(key) > MaxKeyLen:
 		return fmt.Sprintf("%d bytes, longer than %d", len(key), MaxKeyLen)
+	case reserved(key):
+		return "it starts with " + TagKeyPrefix + ", which the cache keeps for the tags' tokens"
 	}
 	return ""
 }

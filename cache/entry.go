@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -23,7 +24,10 @@ import (
 //	    is 0 when lock is "-";
 //	  - flags is "-" or letters: "p", a placeholder that holds no value (a
 //	    load of a missing key is running); "s", a stale value served again by
-//	    fail-safe while fresh ones cannot be had;
+//	    fail-safe while fresh ones cannot be had; "t", a value written with
+//	    tags, whose bytes start with a line of tags and their tokens, each
+//	    tag Go-quoted, "=", and the token the tag had when the value's
+//	    write (or load) began ("" when it had none), separated by spaces;
 //	  - lock is "-" or the token of the load that holds the key's lease.
 //
 // The first byte, 0xff, never starts UTF-8 text, JSON or an entry of the
@@ -66,6 +70,9 @@ type Entry struct {
 	Lock string
 	// LockUntil is when that lease ends.
 	LockUntil time.Time
+	// Tags are the tags the value was written with, each with the token it
+	// had then (see [Cache.InvalidateTags]).
+	Tags []TagToken
 	// header reports an entry that was stored with a header.
 	header bool
 }
@@ -114,6 +121,7 @@ func ParseEntry(b []byte) (Entry, error) {
 		return Entry{}, errEntryLayout
 	}
 	e.Created, e.Fresh, e.LockUntil = unixMilli(created), unixMilli(fresh), unixMilli(lockUntil)
+	tagged := false
 	if f := fields[2]; string(f) != "-" {
 		for _, r := range f {
 			switch r {
@@ -121,6 +129,8 @@ func ParseEntry(b []byte) (Entry, error) {
 				e.Placeholder = true
 			case 's':
 				e.Stale = true
+			case 't':
+				tagged = true
 			default:
 				return Entry{}, errEntryLayout
 			}
@@ -131,8 +141,62 @@ func ParseEntry(b []byte) (Entry, error) {
 	}
 	if !e.Placeholder {
 		e.Value = b[nl+1:]
+		if tagged {
+			var err error
+			if e.Tags, e.Value, err = parseTags(e.Value); err != nil {
+				return Entry{}, errEntryLayout
+			}
+		}
 	}
 	return e, nil
+}
+
+// TagToken is a tag of an entry and the token the tag had when the entry's
+// write began.
+type TagToken struct {
+	Tag, Token string
+}
+
+// parseTags reads the tags line at the start of b, returning the tags and
+// the value after the line.
+func parseTags(b []byte) ([]TagToken, []byte, error) {
+	nl := bytes.IndexByte(b, '\n')
+	if nl < 0 {
+		return nil, nil, errEntryLayout
+	}
+	line, value := string(b[:nl]), b[nl+1:]
+	var tags []TagToken
+	for line != "" {
+		tag, err := strconv.QuotedPrefix(line)
+		if err != nil {
+			return nil, nil, errEntryLayout
+		}
+		rest := line[len(tag):]
+		if !strings.HasPrefix(rest, "=") {
+			return nil, nil, errEntryLayout
+		}
+		token, after, _ := strings.Cut(rest[1:], " ")
+		unq, _ := strconv.Unquote(tag)
+		tags = append(tags, TagToken{unq, token})
+		line = after
+	}
+	if len(tags) == 0 {
+		return nil, nil, errEntryLayout
+	}
+	return tags, value, nil
+}
+
+// appendTags appends the tags line of tags.
+func appendTags(dst []byte, tags []TagToken) []byte {
+	for i, t := range tags {
+		if i > 0 {
+			dst = append(dst, ' ')
+		}
+		dst = strconv.AppendQuote(dst, t.Tag)
+		dst = append(dst, '=')
+		dst = append(dst, t.Token...)
+	}
+	return append(dst, '\n')
 }
 
 // Append appends e in the stored layout to dst. An Entry with no metadata
@@ -152,6 +216,9 @@ func (e Entry) Append(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, toMilli(e.LockUntil), 10)
 	dst = append(dst, '\n')
 	if !e.Placeholder {
+		if len(e.Tags) > 0 {
+			dst = appendTags(dst, e.Tags)
+		}
 		dst = append(dst, e.Value...)
 	}
 	return dst
@@ -170,19 +237,24 @@ func (e Entry) appendIdentity(dst []byte) []byte {
 
 // appendFlags appends e's flags field.
 func (e Entry) appendFlags(dst []byte) []byte {
-	switch {
-	case e.Placeholder && e.Stale:
-		return append(dst, "ps"...)
-	case e.Placeholder:
-		return append(dst, 'p')
-	case e.Stale:
-		return append(dst, 's')
+	n := len(dst)
+	if e.Placeholder {
+		dst = append(dst, 'p')
 	}
-	return append(dst, '-')
+	if e.Stale {
+		dst = append(dst, 's')
+	}
+	if len(e.Tags) > 0 && !e.Placeholder {
+		dst = append(dst, 't')
+	}
+	if len(dst) == n {
+		dst = append(dst, '-')
+	}
+	return dst
 }
 
 func (e Entry) needsHeader() bool {
-	return e.header || !e.Created.IsZero() || !e.Fresh.IsZero() || e.Placeholder || e.Stale || e.Lock != "" ||
+	return e.header || !e.Created.IsZero() || !e.Fresh.IsZero() || e.Placeholder || e.Stale || e.Lock != "" || len(e.Tags) > 0 ||
 		bytes.HasPrefix(e.Value, []byte(EntryMagic))
 }
 

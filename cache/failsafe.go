@@ -149,6 +149,11 @@ func (c *Cache) localStale(key string) staleValue {
 // keepStale keeps a copy of e, an entry read from the store, unless the
 // copy kept already is the same.
 func (c *Cache) keepStale(key string, e Entry, staleTTL time.Duration, epoch uint64) {
+	if len(e.Tags) > 0 {
+		// Not kept: while the store is down this process could not tell
+		// that another process invalidated a tag.
+		return
+	}
 	// Compare the headers' first fields, written the same way, rather than
 	// parse the copy: this runs on every hit.
 	var buf [64]byte

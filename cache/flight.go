@@ -36,6 +36,8 @@ type flight struct {
 	// writes (see Cache.changedElsewhere); guarded by Cache.flightMu.
 	held bool
 
+	tags []string // the tags its value is written with; set before its load starts
+
 	// Set by the flight's own goroutine only:
 	token     string // the key's cross-process lease, when held (or maybe held: see lockOrWait)
 	renewStop func() // stops the lease's renewal

@@ -67,6 +67,9 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 	p := c.policy
 	if len(opts) > 0 {
 		p = p.with(opts) // apart, so that p stays on the stack without options
+		if err := checkTags(fmt.Sprintf("get or set %q", key), p.tags); err != nil {
+			return zero, err
+		}
 	}
 	var epoch uint64 // a copy of what is read is kept only if no invalidation of key came since
 	if p.staleTTL > 0 && !c.local {
@@ -169,6 +172,11 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 	if !leader {
 		batchOf(ctx).settle(key) // a GetOrSetMany's key another call loads
 	}
+	if leader && len(p.tags) > 0 {
+		c.flightMu.Lock()
+		f.tags = p.tags // before its load reads the tags' tokens: see InvalidateTags
+		c.flightMu.Unlock()
+	}
 	if leader {
 		j := &loadJob{
 			key: key, ttl: ttl, p: p, stale: stale, storeOK: err == nil,
@@ -266,6 +274,8 @@ type loadJob struct {
 	recheck bool       // read once more before loading
 	refresh bool       // an early refresh of a fresh entry
 	batched bool       // a GetOrSetMany's: load is its batch's (counted and traced there)
+	tokens  []TagToken // the tokens of p.tags when the load began
+	noStore bool       // the tags' tokens could not be read: the value is not stored
 	load    func(context.Context) (any, error)
 	decode  func([]byte) (any, error)
 }
@@ -280,6 +290,13 @@ func (c *Cache) readEntry(ctx context.Context, key string) (e Entry, found, near
 	e, perr := ParseEntry(b)
 	if perr != nil {
 		return Entry{}, false, near, nil
+	}
+	if len(e.Tags) > 0 && !e.Placeholder {
+		// A tag invalidated since the entry's write makes it missing, and
+		// no stale value either.
+		if ok, err := c.tagsHold(ctx, e); err != nil || !ok {
+			return Entry{}, false, near, err
+		}
 	}
 	return e, true, near, nil
 }
@@ -391,6 +408,14 @@ func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, er
 			if v, err := j.decode(e.Value); err == nil {
 				return v, true, nil
 			}
+		}
+	}
+	if len(j.p.tags) > 0 {
+		// Before the load: an InvalidateTags from now on changes a token,
+		// and the value, stored with these, reads as missing.
+		var err error
+		if j.tokens, err = c.tagTokens(ctx, j.p.tags); err != nil {
+			j.noStore = true
 		}
 	}
 	if j.batched {
@@ -513,6 +538,15 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 		ttl = c.defaultTTL
 	}
 	e := Entry{Value: b, header: bytes.HasPrefix(b, []byte(EntryMagic))}
+	if len(j.p.tags) > 0 {
+		if j.noStore {
+			if f.token != "" {
+				c.unlock(ctx, f)
+			}
+			return
+		}
+		e.Tags, ttl = j.tokens, taggedTTL(ttl)
+	}
 	keep := ttl
 	if j.p.on() {
 		now := time.Now()
@@ -520,6 +554,9 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 		if ttl > 0 {
 			e.Fresh = now.Add(ttl)
 			keep = min(ttl+j.p.staleTTL, MaxTTL)
+			if len(e.Tags) > 0 {
+				keep = min(keep, TagLifetime)
+			}
 		}
 	}
 	c.write(ctx, f, e, keep, j.p.staleTTL, "cache store of loaded value failed")
@@ -551,7 +588,7 @@ func (c *Cache) beginWrite(ctx context.Context, f *flight) (_ context.Context, d
 // failure with msg.
 func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep, staleTTL time.Duration, msg string) {
 	data := e.Append(nil)
-	copies := !c.local && staleTTL > 0 && e.needsHeader()
+	copies := !c.local && staleTTL > 0 && e.needsHeader() && len(e.Tags) == 0 // no copies of tagged entries: see keepStale
 	var err error
 	switch {
 	case f.token != "":

@@ -76,35 +76,57 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, ttl time.
 			return v, err
 		}
 	}
+	read := make([]slow, len(keys))
+	var tagged []taggedHit
+	var taggedAt []int
 	c.readMany(ctx, keys, func(i int, b []byte, found bool, err error) {
-		key := keys[i]
-		var e Entry
+		r := slow{key: keys[i], err: err}
 		if err == nil && found {
-			var perr error
-			if e, perr = ParseEntry(b); perr != nil {
-				found = false
-			} else {
+			e, perr := ParseEntry(b)
+			if perr == nil {
 				e.Value = slices.Clone(e.Value) // b is lent for the call only
+				r.e, r.found = e, true
+				if len(e.Tags) > 0 && !e.Placeholder {
+					tagged = append(tagged, taggedHit{keys[i], e})
+					taggedAt = append(taggedAt, i)
+				}
 			}
 		}
-		if err == nil && found && e.freshAt(now) {
+		read[i] = r
+	})
+	if len(tagged) > 0 {
+		// One read of every tag's token: an entry with a tag invalidated
+		// since its write is missing, with no stale value either.
+		hold, err := c.holdMany(ctx, tagged)
+		for j, i := range taggedAt {
+			switch {
+			case err != nil:
+				read[i] = slow{key: keys[i], err: err}
+			case !hold[j]:
+				read[i] = slow{key: keys[i]}
+			}
+		}
+	}
+	for _, r := range read {
+		key, e := r.key, r.e
+		if r.err == nil && r.found && e.freshAt(now) {
 			var v T
-			if derr := c.decode(e.Value, &v, true); derr == nil {
+			derr := c.decode(e.Value, &v, true)
+			if derr == nil {
 				c.stats.hits.add()
 				out[key] = v
 				if e.header {
 					pk := p
 					hitWithHeader(ctx, c, key, ttl, &pk, &e, now, 0, loadOne(key))
 				}
-				return
-			} else {
-				c.stats.errors.add()
-				c.log.WarnContext(ctx, "cache entry does not decode; loading instead", event(EventEntryUndecodable), "key", key, "err", derr)
-				e, found = Entry{}, false
+				continue
 			}
+			c.stats.errors.add()
+			c.log.WarnContext(ctx, "cache entry does not decode; loading instead", event(EventEntryUndecodable), "key", key, "err", derr)
+			r.e, r.found = Entry{}, false
 		}
-		rest = append(rest, slow{key, e, found, err})
-	})
+		rest = append(rest, r)
+	}
 	if len(rest) == 0 {
 		return out, nil
 	}

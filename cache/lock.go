@@ -143,6 +143,19 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 			stop()
 			seen = time.Time{}
 			continue
+		case perr == nil && e.freshAt(time.Now()) && len(e.Tags) > 0 && !c.tagsStillHold(ctx, e):
+			// Fresh, but one of its tags was invalidated since: it is gone
+			// as far as any reader can tell. Delete it, as below.
+			stop()
+			if cleared {
+				return nil, false, nil
+			}
+			cleared = true
+			if err := c.store.Delete(ctx, j.key); err != nil {
+				return nil, false, nil
+			}
+			seen = time.Time{}
+			continue
 		case perr != nil || e.freshAt(time.Now()):
 			stop()
 			if perr == nil {

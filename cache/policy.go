@@ -21,6 +21,7 @@ type policy struct {
 	loadTimeout  time.Duration
 	hardTimeout  time.Duration
 	outcome      *Outcome
+	tags         []string // WithTags's: the loaded value is written with them
 }
 
 // with returns p changed by opts, with its outcome reset to OutcomeNone.

@@ -277,6 +277,9 @@ func testIncrementNotInteger(t *testing.T, s cache.Store) {
 	if _, err := c.Increment(ctx, "text", 1, 0); !errors.Is(err, cache.ErrNotInteger) {
 		t.Errorf("Increment of a JSON object = %v, want ErrNotInteger", err)
 	}
+	if _, err := c.Increment(ctx, "text", 1, time.Minute); !errors.Is(err, cache.ErrNotInteger) {
+		t.Errorf("Increment with a ttl of a JSON object = %v, want ErrNotInteger", err)
+	}
 	expect(t, s, "text", []byte(`{"a":1}`), "nothing is written when Increment fails")
 	mustSet(t, s, "big", []byte(strconv.FormatInt(1<<62, 10)), 0)
 	for range 2 {

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -198,17 +199,10 @@ func (s *Store) Add(ctx context.Context, key string, value []byte, ttl time.Dura
 	return true, nil
 }
 
-// incrementScript: KEYS[1] the key; ARGV delta, ttl (ms, 0 for none). It
-// adds delta and sets the ttl only if it created the key.
-var incrementScript = rueidis.NewLuaScript(`
-local existed = redis.call('EXISTS', KEYS[1])
-local n = redis.call('INCRBY', KEYS[1], ARGV[1])
-if existed == 0 and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return n
-`)
-
-// Increment implements [cache.Counter]: INCRBY, and PEXPIRE when it
-// created the key, in one script (one round trip, atomic).
+// Increment implements [cache.Counter]: INCRBY alone for a ttl of 0; with
+// a ttl, SET key 0 NX PX ttl and INCRBY in one MULTI/EXEC transaction, so
+// that only a key it creates gets the ttl. Either way one round trip, and
+// no script, which costs the server ten times an INCRBY.
 func (s *Store) Increment(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	defer s.forget(key)
 	ctx, cancel, c, err := s.begin(ctx)
@@ -216,15 +210,29 @@ func (s *Store) Increment(ctx context.Context, key string, delta int64, ttl time
 	if err != nil {
 		return 0, s.fail("increment", err)
 	}
-	var ms int64
-	if ttl > 0 {
-		ms = pxMillis(ttl)
+	k := s.prefix + key
+	incr := c.B().Incrby().Key(k).Increment(delta).Build()
+	var n int64
+	if ttl <= 0 {
+		n, err = c.Do(ctx, incr).AsInt64()
+	} else {
+		rs := c.DoMulti(ctx,
+			c.B().Multi().Build(),
+			c.B().Set().Key(k).Value("0").Nx().PxMilliseconds(pxMillis(ttl)).Build(),
+			incr,
+			c.B().Exec().Build())
+		var arr []rueidis.RedisMessage
+		if arr, err = rs[3].ToArray(); err == nil {
+			if len(arr) != 2 {
+				err = errors.New("EXEC answered " + strconv.Itoa(len(arr)) + " replies for 2 commands")
+			} else {
+				n, err = arr[1].AsInt64()
+			}
+		}
 	}
-	n, err := incrementScript.Exec(ctx, c, []string{s.prefix + key},
-		[]string{strconv.FormatInt(delta, 10), strconv.FormatInt(ms, 10)}).AsInt64()
 	if err != nil {
 		if re, ok := rueidis.IsRedisErr(err); ok && notInteger(re.Error()) {
-			return 0, errors.Join(cache.ErrNotInteger, s.fail("increment", err))
+			return 0, fmt.Errorf("%w (%w)", cache.ErrNotInteger, s.fail("increment", err))
 		}
 		return 0, s.fail("increment", err)
 	}
