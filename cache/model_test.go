@@ -12,9 +12,10 @@ import (
 )
 
 // TestCountersAndBulkAgainstAModel checks random sequences of Set, Add,
-// Increment, Decrement, Delete, SetMany, DeleteMany, Get and GetMany on
-// every backend against a map: each call's result, and what every key
-// holds after it.
+// Increment, Decrement, Delete, SetMany, DeleteMany, Get, GetMany, Set with
+// tags and InvalidateTags on every backend against a map: each call's
+// result, and what every key holds after it. Tagged entries have keys of
+// their own (see Add and Increment on what they do to a tagged entry).
 func TestCountersAndBulkAgainstAModel(t *testing.T) {
 	bulkBackends(t, func(t *testing.T, c *cache.Cache) {
 		rapid.Check(t, func(rt *rapid.T) {
@@ -23,11 +24,43 @@ func TestCountersAndBulkAgainstAModel(t *testing.T) {
 				rt.Fatal(err)
 			}
 			model := map[string]string{} // key -> stored text (JSON of an int, or a counter)
+			tagged := map[string][]string{} // tagged key -> its tags, while it reads
+			tagGen := rapid.SampledFrom([]string{"x", "y", "z"})
 			keyGen := rapid.SampledFrom([]string{"a", "b", "c", "d", "e"})
 			small := rapid.Int64Range(-1000, 1000)
 			for range rapid.IntRange(1, 40).Draw(rt, "steps") {
 				k := keyGen.Draw(rt, "key")
-				switch op := rapid.IntRange(0, 8).Draw(rt, "op"); op {
+				switch op := rapid.IntRange(0, 11).Draw(rt, "op"); op {
+				case 9: // Set with tags, on keys of their own
+					tk := "t" + k
+					tags := rapid.SliceOfNDistinct(tagGen, 1, 2, rapid.ID[string]).Draw(rt, "tags")
+					v := small.Draw(rt, "v")
+					if err := c.Set(ctx, tk, v, 0, cache.WithTags(tags...)); err != nil {
+						rt.Fatal(err)
+					}
+					tagged[tk] = tags
+					model[tk] = strconv.FormatInt(v, 10)
+				case 10: // InvalidateTags: every entry with the tag reads as missing
+					tag := tagGen.Draw(rt, "tag")
+					if err := c.InvalidateTags(ctx, tag); err != nil {
+						rt.Fatal(err)
+					}
+					for tk, tags := range tagged {
+						for _, t := range tags {
+							if t == tag {
+								delete(model, tk)
+								delete(tagged, tk)
+								break
+							}
+						}
+					}
+				case 11: // Get of a tagged key
+					tk := "t" + k
+					v, found, err := cache.Get[int64](ctx, c, tk)
+					cur, had := model[tk]
+					if err != nil || found != had || (had && strconv.FormatInt(v, 10) != cur) {
+						rt.Fatalf("Get %q = %d, %v, %v; the model holds %q (%v)", tk, v, found, err, cur, had)
+					}
 				case 0: // Set an int: stored as JSON, which is decimal text too
 					v := small.Draw(rt, "v")
 					if err := c.Set(ctx, k, v, 0); err != nil {
@@ -106,6 +139,16 @@ func TestCountersAndBulkAgainstAModel(t *testing.T) {
 				}
 			}
 			all, err := cache.GetMany[[]byte](ctx, c, []string{"a", "b", "c", "d", "e"})
+			if err != nil {
+				rt.Fatal(err)
+			}
+			tv, err := cache.GetMany[int64](ctx, c, []string{"ta", "tb", "tc", "td", "te"})
+			if err != nil {
+				rt.Fatal(err)
+			}
+			for tk, v := range tv {
+				all[tk] = []byte(strconv.FormatInt(v, 10)) // a tagged entry's bytes have a header: compare values
+			}
 			if err != nil {
 				rt.Fatal(err)
 			}

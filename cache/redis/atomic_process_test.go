@@ -20,7 +20,9 @@ const atomicChildEnv = "USHKA_ATOMIC_CHILD" // "url|child"
 // on one redis-server, started together: each increments one counter 200
 // times, tries to Add one key, and asks GetOrSetMany for the same 30 keys.
 // The counter is exactly 800, exactly one Add wins, and each of the 30 keys
-// is loaded once in all, whichever process loads it.
+// is loaded once in all, whichever process loads it. Then an invalidation
+// of a tag here makes every child's tagged entry read as missing, through
+// its near cache.
 func TestAtomicAcrossProcesses(t *testing.T) {
 	if os.Getenv(atomicChildEnv) != "" {
 		t.Skip("in a child")
@@ -53,6 +55,22 @@ func TestAtomicAcrossProcesses(t *testing.T) {
 	if len(loaded) != 30 {
 		t.Errorf("%d keys loaded, want 30", len(loaded))
 	}
+	// Each child wrote an entry tagged grp and reads it from its near
+	// cache: one invalidation here, another process, is seen by all.
+	c, err := cache.Open(t.Context(), cache.Config{Enabled: true, Backend: "redis", RedisURL: cache.SecretURL("redis://" + srv.Addr)}, cache.WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.InvalidateTags(t.Context(), "grp"); err != nil {
+		t.Fatal(err)
+	}
+	kids.send("check")
+	for range n {
+		if e := kids.next(10*time.Second, "gone"); e.words[0] != "gone" {
+			t.Errorf("child %d said %v, want gone", e.child, e.words)
+		}
+	}
 	for k, times := range loaded {
 		if times != 1 {
 			t.Errorf("key %s loaded %d times across the processes, want once", k, times)
@@ -67,7 +85,7 @@ func TestAtomicChildProcess(t *testing.T) {
 		t.Skip("run by TestAtomicAcrossProcesses")
 	}
 	url, child, _ := strings.Cut(spec, "|")
-	c, err := cache.Open(context.Background(), cache.Config{Enabled: true, Backend: "redis", RedisURL: cache.SecretURL(url), Timeout: 2 * time.Second},
+	c, err := cache.Open(context.Background(), cache.Config{Enabled: true, Backend: "redis", RedisURL: cache.SecretURL(url), Timeout: 2 * time.Second, NearCache: true},
 		cache.WithLogger(nil))
 	if err != nil {
 		fmt.Println("LOCK error", err)
@@ -80,7 +98,8 @@ func TestAtomicChildProcess(t *testing.T) {
 		return
 	}
 	fmt.Println("LOCK ready")
-	if line, _ := bufio.NewReader(os.Stdin).ReadString('\n'); strings.TrimSpace(line) != "go" {
+	stdin := bufio.NewReader(os.Stdin)
+	if line, _ := stdin.ReadString('\n'); strings.TrimSpace(line) != "go" {
 		return
 	}
 	keys := make([]string, 30)
@@ -112,5 +131,28 @@ func TestAtomicChildProcess(t *testing.T) {
 	} else if ok {
 		fmt.Println("LOCK added")
 	}
+	tk := "tagged" + child
+	if err := c.Set(ctx, tk, "v", 0, cache.WithTags("grp")); err != nil {
+		fmt.Println("LOCK error", strings.ReplaceAll(err.Error(), " ", "_"))
+		return
+	}
+	if _, found, _ := cache.Get[string](ctx, c, tk); !found { // now in the near cache, with grp's token
+		fmt.Println("LOCK error tagged_entry_not_read")
+		return
+	}
 	fmt.Println("LOCK done")
+	if line, _ := stdin.ReadString('\n'); strings.TrimSpace(line) != "check" {
+		return
+	}
+	for deadline := time.Now().Add(time.Second); ; time.Sleep(time.Millisecond) {
+		_, found, err := cache.Get[string](ctx, c, tk)
+		if err == nil && !found {
+			fmt.Println("LOCK gone")
+			return
+		}
+		if time.Now().After(deadline) {
+			fmt.Println("LOCK error still_read_1s_after_the_invalidation", err)
+			return
+		}
+	}
 }

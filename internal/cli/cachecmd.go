@@ -26,6 +26,8 @@ const cacheUsage = `Usage:
   ushka cache delete [--config PATH] KEY
   ushka cache clear  [--config PATH] [--yes] [--dry-run]   delete every key under key_prefix, master by
                                                           master; --dry-run counts them and deletes none
+  ushka cache invalidate-tag [--config PATH] TAG...        invalidate every entry written with any of the tags
+                                                          (cache.WithTags), in every process
   ushka cache stats  [--config PATH]                     the keys and servers of the shared backend
   ushka cache stats  --url http://HOST:PORT               a running service's own counters (GET /cache/stats):
                                                           hits, near-cache hits and memory, ...
@@ -40,11 +42,12 @@ READONLY, NOPERM, ...).
 
 func (e *env) cacheCmd(args []string) int {
 	return e.group("cache", cacheUsage, args, map[string]func([]string) int{
-		"get":    e.cacheGet,
-		"set":    e.cacheSet,
-		"delete": e.cacheDelete,
-		"clear":  e.cacheClear,
-		"stats":  e.cacheStats,
+		"get":            e.cacheGet,
+		"set":            e.cacheSet,
+		"delete":         e.cacheDelete,
+		"clear":          e.cacheClear,
+		"invalidate-tag": e.cacheInvalidateTag,
+		"stats":          e.cacheStats,
 	})
 }
 
@@ -137,6 +140,35 @@ func (e *env) cacheDelete(args []string) int {
 		return e.backendError(err)
 	}
 	return ExitOK
+}
+
+func (e *env) cacheInvalidateTag(args []string) int {
+	fs := e.flags("cache invalidate-tag")
+	tags, code, ok := e.command(fs, cacheUsage, args, "TAG...")
+	if !ok {
+		return code
+	}
+	c, _, code, ok := e.openCache()
+	if !ok {
+		return code
+	}
+	defer c.Close()
+	if err := c.InvalidateTags(e.ctx, tags...); err != nil {
+		if errors.Is(err, cache.ErrInvalidKey) {
+			return e.errorf(ExitUsage, "%v", err)
+		}
+		return e.backendError(err)
+	}
+	fmt.Fprintf(e.stdout, "invalidated the entries tagged %s\n", strings.Join(quoteAll(tags), ", "))
+	return ExitOK
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, len(s))
+	for i, v := range s {
+		out[i] = fmt.Sprintf("%q", v)
+	}
+	return out
 }
 
 // clearer is a store that clears master by master, reporting its

@@ -108,7 +108,8 @@ func (e *env) command(fs *flag.FlagSet, help string, args []string, argNames ...
 		args = args[1:]
 	}
 	rest = append(rest, after...)
-	if len(rest) != len(argNames) {
+	variadic := len(argNames) > 0 && strings.HasSuffix(argNames[len(argNames)-1], "...")
+	if len(rest) != len(argNames) && !(variadic && len(rest) >= len(argNames)) {
 		want := "no arguments"
 		if len(argNames) > 0 {
 			want = strings.Join(argNames, " ")
