@@ -23,7 +23,7 @@ func TestCountersAndBulkAgainstAModel(t *testing.T) {
 			if err := c.Clear(ctx); err != nil {
 				rt.Fatal(err)
 			}
-			model := map[string]string{} // key -> stored text (JSON of an int, or a counter)
+			model := map[string]string{}    // key -> stored text (JSON of an int, or a counter)
 			tagged := map[string][]string{} // tagged key -> its tags, while it reads
 			tagGen := rapid.SampledFrom([]string{"x", "y", "z"})
 			keyGen := rapid.SampledFrom([]string{"a", "b", "c", "d", "e"})
