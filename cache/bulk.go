@@ -104,12 +104,12 @@ func (c *Cache) GetMany(ctx context.Context, keys []string, dst any) error {
 		return err
 	}
 	elem := m.Type().Elem()
-	return c.getMany(ctx, keys, func(key string, b []byte) error {
+	return c.getMany(ctx, keys, func(i int, b []byte) error {
 		v := reflect.New(elem)
 		if err := c.decode(b, v.Interface(), true); err != nil {
 			return err
 		}
-		m.SetMapIndex(reflect.ValueOf(key), v.Elem())
+		m.SetMapIndex(reflect.ValueOf(keys[i]), v.Elem())
 		return nil
 	})
 }
@@ -134,12 +134,12 @@ func mapOf(dst any) (reflect.Value, error) {
 // found even when the error, a *[KeysError], names keys that failed.
 func GetMany[T any](ctx context.Context, c *Cache, keys []string) (map[string]T, error) {
 	out := make(map[string]T, len(keys))
-	err := c.getMany(ctx, keys, func(key string, b []byte) error {
-		var v T
-		if err := c.decode(b, &v, true); err != nil {
+	vals := make([]T, len(keys)) // decoded into in place: one allocation, not one per key
+	err := c.getMany(ctx, keys, func(i int, b []byte) error {
+		if err := c.decode(b, &vals[i], true); err != nil {
 			return err
 		}
-		out[key] = v
+		out[keys[i]] = vals[i]
 		return nil
 	})
 	return out, err
@@ -148,7 +148,7 @@ func GetMany[T any](ctx context.Context, c *Cache, keys []string) (map[string]T,
 // getMany reads keys and calls hit with the value of each that is there
 // and fresh (without its header), counting hits and misses. An error of
 // hit counts as that key's failure.
-func (c *Cache) getMany(ctx context.Context, keys []string, hit func(key string, b []byte) error) error {
+func (c *Cache) getMany(ctx context.Context, keys []string, hit func(i int, b []byte) error) error {
 	if err := c.checkKeys("get", keys); err != nil {
 		return err
 	}
@@ -161,6 +161,7 @@ func (c *Cache) getMany(ctx context.Context, keys []string, hit func(key string,
 	}
 	var now time.Time
 	var tagged []taggedHit // checked together, after the reads
+	var taggedAt []int     // their indexes in keys
 	c.readMany(ctx, keys, func(i int, b []byte, found bool, err error) {
 		key := keys[i]
 		switch {
@@ -178,6 +179,7 @@ func (c *Cache) getMany(ctx context.Context, keys []string, hit func(key string,
 				if len(e.Tags) > 0 {
 					e.Value = slices.Clone(e.Value) // b is lent for the call only
 					tagged = append(tagged, taggedHit{key, e})
+					taggedAt = append(taggedAt, i)
 					return
 				}
 			}
@@ -186,7 +188,7 @@ func (c *Cache) getMany(ctx context.Context, keys []string, hit func(key string,
 			c.stats.misses.add()
 			return
 		}
-		if err := hit(key, b); err != nil {
+		if err := hit(i, b); err != nil {
 			c.stats.errors.add()
 			fail(key, err)
 			return
@@ -203,7 +205,7 @@ func (c *Cache) getMany(ctx context.Context, keys []string, hit func(key string,
 			case !hold[i]:
 				c.stats.misses.add()
 			default:
-				if err := hit(t.key, t.e.Value); err != nil {
+				if err := hit(taggedAt[i], t.e.Value); err != nil {
 					c.stats.errors.add()
 					fail(t.key, err)
 					continue
