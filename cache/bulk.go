@@ -249,7 +249,7 @@ func (c *Cache) holdMany(ctx context.Context, hits []taggedHit) ([]bool, error) 
 	for i, h := range hits {
 		out[i] = true
 		for _, t := range h.e.Tags {
-			if now[t.Tag] != t.Token {
+			if cur := now[t.Tag]; cur == "" || cur != t.Token {
 				out[i] = false
 			}
 		}

@@ -150,7 +150,9 @@ func (c *Cache) Increment(ctx context.Context, key string, delta int64, ttl time
 }
 
 // Decrement subtracts delta from the integer stored under key and returns
-// the result: [Cache.Increment] by -delta.
+// the result: [Cache.Increment] by -delta. A delta of math.MinInt64 is
+// refused with [ErrNotInteger] whatever the value, as Redis's DECRBY does,
+// so that every backend answers alike.
 func (c *Cache) Decrement(ctx context.Context, key string, delta int64, ttl time.Duration) (int64, error) {
 	if delta == math.MinInt64 {
 		return 0, fmt.Errorf("cache: decrement %q by %d: %w", key, delta, ErrNotInteger)

@@ -65,6 +65,9 @@ func (c *Cache) holdStale(ctx context.Context, f *flight, j *loadJob) {
 		e.Created = now
 	}
 	keep := e.Created.Add(j.p.staleTTL).Sub(now)
+	if len(e.Tags) > 0 {
+		keep = min(keep, TagLifetime) // a tagged entry never outlives the tokens it can be checked against
+	}
 	if keep <= 0 {
 		if f.token != "" {
 			c.unlock(ctx, f)

@@ -36,7 +36,10 @@ type flight struct {
 	// writes (see Cache.changedElsewhere); guarded by Cache.flightMu.
 	held bool
 
-	tags []string // the tags its value is written with; set before its load starts
+	tags   []string   // the tags its value is written with; set before its load starts
+	tokens []TagToken // the tags' tokens when its load began; guarded by Cache.flightMu
+
+	ttl atomic.Int64 // SetLoadTTL's, when its load set one (nanoseconds + 1)
 
 	// Set by the flight's own goroutine only:
 	token     string // the key's cross-process lease, when held (or maybe held: see lockOrWait)

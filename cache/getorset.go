@@ -169,6 +169,12 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 		return zero, OutcomeNone, fmt.Errorf("cache: get or set %q: called from the load of that same key and type", key)
 	}
 	f, leader := c.joinFlight(key, reflect.TypeFor[T](), true)
+	if !leader && len(p.tags) > 0 && c.tagsMovedSince(ctx, f) {
+		// Another process invalidated a tag since this flight's load began:
+		// its value is of before, and this caller asked after.
+		c.leaveFlight(f)
+		f, leader = c.joinFlight(key, reflect.TypeFor[T](), true)
+	}
 	if !leader {
 		batchOf(ctx).settle(key) // a GetOrSetMany's key another call loads
 	}
@@ -414,8 +420,12 @@ func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, er
 		// Before the load: an InvalidateTags from now on changes a token,
 		// and the value, stored with these, reads as missing.
 		var err error
-		if j.tokens, err = c.tagTokens(ctx, j.p.tags); err != nil {
+		if j.tokens, err = c.writeTokens(ctx, j.p.tags); err != nil {
 			j.noStore = true
+		} else {
+			c.flightMu.Lock()
+			f.tokens = j.tokens // for callers who join later: see tagsMovedSince
+			c.flightMu.Unlock()
 		}
 	}
 	if j.batched {
@@ -474,12 +484,29 @@ func (c *Cache) runLoad(ctx context.Context, j *loadJob) (any, error) {
 	return v, err
 }
 
+// SetLoadTTL sets, from within a [GetOrSet] load, the ttl its value is
+// stored with, in place of the one GetOrSet was given: the load knows best
+// how long what it found stays true (an HTTP response's max-age, a token's
+// expiry). It reports false, and does nothing, when ctx is not a load's
+// context (a GetOrSetMany's loadMany is not: its keys have one ttl) or ttl
+// is negative or longer than [MaxTTL]. A ttl of 0 means the cache's default
+// TTL.
+func SetLoadTTL(ctx context.Context, ttl time.Duration) bool {
+	l, _ := ctx.Value(loadingKey{}).(*loadingFlight)
+	if l == nil || l.f == nil || ttl < 0 || ttl > MaxTTL {
+		return false
+	}
+	l.f.ttl.Store(int64(ttl) + 1)
+	return true
+}
+
 // loadingKey is the context key under which a load's context carries the
 // flights it runs within: a *loadingFlight.
 type loadingKey struct{}
 
 // loadingFlight is a flight whose load is running, and the one whose load
-// started it, if any.
+// started it, if any. A GetOrSetMany's loadMany runs with one whose f is
+// nil: it loads many flights' keys at once.
 type loadingFlight struct {
 	c      *Cache
 	f      *flight
@@ -491,7 +518,7 @@ type loadingFlight struct {
 // itself.
 func (c *Cache) loading(ctx context.Context, key string, typ reflect.Type) bool {
 	for l, _ := ctx.Value(loadingKey{}).(*loadingFlight); l != nil; l, _ = l.parent.(*loadingFlight) {
-		if l.c == c && l.f.key == key && l.f.typ == typ {
+		if l.c == c && l.f != nil && l.f.key == key && l.f.typ == typ {
 			return true
 		}
 	}
@@ -534,6 +561,9 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 		return
 	}
 	ttl := j.ttl
+	if d := f.ttl.Load(); d > 0 {
+		ttl = time.Duration(d - 1) // the load said how long its value lives
+	}
 	if ttl == 0 {
 		ttl = c.defaultTTL
 	}

@@ -55,6 +55,9 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, ttl time.
 	p := c.policy
 	if len(opts) > 0 {
 		p = p.with(opts)
+		if err := checkTags("get or set many", p.tags); err != nil {
+			return nil, err
+		}
 	}
 	p.outcome = nil // one outcome per call does not say how each key went
 	out := make(map[string]T, len(keys))
@@ -335,6 +338,7 @@ func (b *batch) run(r *round) {
 	defer close(r.done)
 	c := b.c
 	ctx := context.WithValue(r.ctx, batchKey{}, (*batch)(nil)) // its own GetOrSets are no part of it
+	ctx = context.WithValue(ctx, loadingKey{}, &loadingFlight{c: c, parent: ctx.Value(loadingKey{})})
 	var span trace.Span
 	if c.tracing != nil {
 		ctx, span = c.tracing.tracer.Start(ctx, "cache.load")

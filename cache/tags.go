@@ -167,9 +167,56 @@ func hasAny(have, tags []string) bool {
 	return false
 }
 
-// tagTokens returns the tokens tags have now ("" for a tag never
-// invalidated, or whose token expired): one call to the store, or, with a
-// near cache, one read per tag that it usually answers.
+// writeTokens returns the tokens tags have now, for a write: a tag that
+// has none is given one first (SET NX, so that concurrent writers agree).
+// An entry thus always records real tokens, and a token that is missing
+// when the entry is read (expired, or evicted by a store short of memory)
+// never matches: the entry reads as missing rather than come back.
+func (c *Cache) writeTokens(ctx context.Context, tags []string) ([]TagToken, error) {
+	tokens, err := c.tagTokens(ctx, tags)
+	if err != nil {
+		return nil, err
+	}
+	for i := range tokens {
+		if tokens[i].Token != "" {
+			continue
+		}
+		key, token := TagKeyPrefix+tokens[i].Tag, newToken()
+		var added bool
+		err := c.atomic(ctx, "add", key, func(ctx context.Context) error {
+			if c.adder != nil {
+				var err error
+				added, err = c.adder.Add(ctx, key, []byte(token), TagLifetime)
+				return err
+			}
+			_, found, err := c.store.Get(ctx, key)
+			if err != nil || found {
+				return err
+			}
+			added = true
+			return c.store.Set(ctx, key, []byte(token), TagLifetime)
+		})
+		if err != nil {
+			return nil, err
+		}
+		if added {
+			tokens[i].Token = token
+			continue
+		}
+		again, err := c.tagTokens(ctx, tags[i:i+1]) // another writer's, made meanwhile
+		if err != nil {
+			return nil, err
+		}
+		if tokens[i].Token = again[0].Token; tokens[i].Token == "" {
+			return nil, fmt.Errorf("the token of tag %q vanished as it was made", tags[i])
+		}
+	}
+	return tokens, nil
+}
+
+// tagTokens returns the tokens tags have now ("" for a tag that has none:
+// never written or invalidated, expired, or evicted): one call to the
+// store, or, with a near cache, one read per tag that it usually answers.
 func (c *Cache) tagTokens(ctx context.Context, tags []string) ([]TagToken, error) {
 	out := make([]TagToken, len(tags))
 	for i, t := range tags {
@@ -215,8 +262,8 @@ func (c *Cache) tagsHold(ctx context.Context, e Entry) (bool, error) {
 		return false, err
 	}
 	for i, t := range e.Tags {
-		if now[i].Token != t.Token {
-			return false, nil
+		if now[i].Token == "" || now[i].Token != t.Token {
+			return false, nil // a missing token matches nothing: see writeTokens
 		}
 	}
 	return true, nil
@@ -228,7 +275,7 @@ func (c *Cache) tagged(ctx context.Context, key string, b []byte, ttl time.Durat
 	if err := checkTags("set "+fmt.Sprintf("%q", key), tags); err != nil {
 		return nil, 0, err
 	}
-	tokens, err := c.tagTokens(ctx, tags)
+	tokens, err := c.writeTokens(ctx, tags)
 	if err != nil {
 		c.failed(ctx, err)
 		return nil, 0, fmt.Errorf("cache: set %q: reading its tags: %w", key, err)
@@ -237,6 +284,30 @@ func (c *Cache) tagged(ctx context.Context, key string, b []byte, ttl time.Durat
 		ttl = c.defaultTTL
 	}
 	return Entry{Value: b, Tags: tokens}.Append(nil), taggedTTL(ttl), nil
+}
+
+// tagsMovedSince reports whether a tag of f's changed token since f's
+// load read them: an InvalidateTags, maybe by another process, came after
+// its load began. A flight that has not read them yet will read the new
+// ones.
+func (c *Cache) tagsMovedSince(ctx context.Context, f *flight) bool {
+	c.flightMu.Lock()
+	tokens := f.tokens
+	c.flightMu.Unlock()
+	if len(tokens) == 0 {
+		return false
+	}
+	ok, err := c.tagsHold(ctx, Entry{Tags: tokens})
+	return err == nil && !ok
+}
+
+// leaveFlight makes the caller no longer one of f's waiters, and f
+// unjoinable: its value is of before an invalidation.
+func (c *Cache) leaveFlight(f *flight) {
+	c.flightMu.Lock()
+	f.waiters--
+	f.unjoined = true
+	c.flightMu.Unlock()
 }
 
 // tagsStillHold is tagsHold, false when the tokens cannot be read.

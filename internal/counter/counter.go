@@ -9,9 +9,23 @@ import (
 	"github.com/ushka-go/ushka/internal/errs"
 )
 
-// Parse reads a counter's stored value, a decimal integer; anything else
-// is an error matching errs.ErrNotInteger.
+// Parse reads a counter's stored value, a decimal integer as Redis's
+// INCRBY accepts it: an optional minus sign and digits, without a plus
+// sign, leading zeros, "-0" or spaces, in the range of int64. Anything else
+// is an error matching errs.ErrNotInteger, so that a value one backend
+// refuses, every backend refuses.
 func Parse(b []byte) (int64, error) {
+	digits := b
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	ok := len(digits) > 0 && len(digits) <= 19 && (digits[0] != '0' || len(b) == 1)
+	for _, d := range digits {
+		ok = ok && d >= '0' && d <= '9'
+	}
+	if !ok {
+		return 0, fmt.Errorf("%w: %.40q", errs.ErrNotInteger, b)
+	}
 	n, err := strconv.ParseInt(string(b), 10, 64)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %.40q", errs.ErrNotInteger, b)
