@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"log/slog"
 	"math"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 	"time"
 
 	"github.com/ushka-go/ushka/cache"
+	"github.com/ushka-go/ushka/httpcache"
 )
 
 // Key and TTL of the cached report, as in the seed. TTL is the default;
@@ -193,7 +195,31 @@ func NewHandler(svc *ReportService) http.Handler {
 		w.Header().Set("X-Cache", string(src))
 		writeJSON(w, http.StatusOK, rep)
 	})
+	// GET / is a page for people: the report and the cache's counters,
+	// cached whole by httpcache (X-Cache: HIT on the second load), and
+	// dropped with the report by POST /report/refresh (the tag "page").
+	mux.Handle("GET /{$}", httpcache.Middleware(svc.cache, httpcache.Options{
+		TTL:  PageTTL,
+		Tags: func(*http.Request) []string { return []string{PageTag} },
+	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rep, _, err := svc.GenerateComplexReport(r.Context())
+		if err != nil {
+			w.Header().Set("Cache-Control", "no-store") // an error page is not kept
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		st := svc.cache.Stats()
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_ = pageTemplate.Execute(w, struct {
+			Report   Report
+			Err      error
+			Stats    cache.Stats
+			Rendered string
+		}{rep, err, st, time.Now().UTC().Format(time.RFC3339Nano)})
+	})))
 	mux.HandleFunc("POST /report/refresh", func(w http.ResponseWriter, r *http.Request) {
+		if err := svc.cache.InvalidateTags(r.Context(), PageTag); err != nil {
+			svc.log.WarnContext(r.Context(), "page invalidation failed", "err", err)
+		}
 		if err := svc.Refresh(r.Context()); err != nil {
 			svc.log.ErrorContext(r.Context(), "refresh failed", "err", err)
 			msg := "cache delete failed; the old report may still be served"
@@ -242,6 +268,35 @@ func NewHandler(svc *ReportService) http.Handler {
 	})
 	return mux
 }
+
+// PageTTL is how long GET / is cached; PageTag is its cache tag.
+const (
+	PageTTL = 30 * time.Second
+	PageTag = "page"
+)
+
+// pageTemplate is GET /: the report and the cache's counters when the page
+// was rendered.
+var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Ushka report</title>
+<style>body{font:16px system-ui,sans-serif;max-width:40em;margin:2em auto}td{padding:.2em 1em}</style></head>
+<body>
+<h1>The complex report</h1>
+{{if .Err}}<p id="error">The report cannot be computed now: {{.Err}}</p>{{else}}
+<p>Generated at <time id="generated">{{.Report.GeneratedAt}}</time>: <span id="data">{{range $i, $v := .Report.Data}}{{if $i}}, {{end}}{{$v}}{{end}}</span></p>{{end}}
+<h2>The cache</h2>
+<table id="stats">
+<tr><td>hits</td><td>{{.Stats.Hits}}</td></tr>
+<tr><td>misses</td><td>{{.Stats.Misses}}</td></tr>
+<tr><td>loads</td><td>{{.Stats.Loads}}</td></tr>
+<tr><td>stale values served</td><td>{{.Stats.Stale}}</td></tr>
+</table>
+<p>This page was rendered at <time id="rendered">{{.Rendered}}</time> and is cached whole for 30s
+(see its X-Cache and Age headers); POST /report/refresh drops it with the report.</p>
+</body>
+</html>
+`))
 
 // health is the answer of GET /healthz.
 type health struct {

@@ -1,0 +1,74 @@
+package httpcache
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// keyPrefix starts every key the middleware writes in the cache.
+const keyPrefix = "http:"
+
+// maxKeyLen is the longest key kept as it is; a longer one is hashed (the
+// cache takes keys of at most 1024 bytes).
+const maxKeyLen = 900
+
+// Key returns the cache key of the page r asks for: the method a HEAD is
+// served from (GET), the scheme, the host (lower case), the path as sent,
+// and the query with its parameters in canonical order (sorted by name,
+// each name's values in the order sent). Each part is length-prefixed, so
+// that no two different requests share a key however their parts are
+// spelled. A response that varies on request headers is stored under a
+// key that adds their values (see [Middleware]).
+func Key(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return join(keyPrefix, "GET", scheme, strings.ToLower(r.Host), r.URL.EscapedPath(), canonicalQuery(r.URL.RawQuery))
+}
+
+// canonicalQuery sorts the parameters of raw by name. A query that does not
+// parse is kept as it is, marked so that it cannot equal a canonical one.
+func canonicalQuery(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		return "\x00" + raw
+	}
+	return v.Encode()
+}
+
+// variantKey is base plus the values of the request headers a response
+// varies on.
+func variantKey(base string, r *http.Request, names []string) string {
+	parts := make([]string, 0, 2*len(names)+1)
+	parts = append(parts, base)
+	for _, n := range names {
+		parts = append(parts, strings.ToLower(n), strings.Join(r.Header.Values(n), ", "))
+	}
+	return join("", parts...)
+}
+
+// join length-prefixes each part after the first and hashes a result too
+// long for a cache key.
+func join(head string, parts ...string) string {
+	var b strings.Builder
+	b.WriteString(head)
+	for _, p := range parts {
+		b.WriteString(strconv.Itoa(len(p)))
+		b.WriteByte(':')
+		b.WriteString(p)
+	}
+	k := b.String()
+	if len(k) > maxKeyLen {
+		sum := sha256.Sum256([]byte(k))
+		return keyPrefix + "sha256:" + hex.EncodeToString(sum[:])
+	}
+	return k
+}
