@@ -92,10 +92,10 @@ func decode(b []byte) (stored, error) {
 		end := bytes.Index(rest, []byte("\r\n\r\n"))
 		var body []byte
 		switch {
+		case bytes.HasPrefix(rest, []byte("\r\n")): // no header lines
+			body = rest[2:]
 		case end >= 0:
 			body = rest[end+4:]
-		case bytes.HasPrefix(rest, []byte("\r\n")):
-			body = rest[2:]
 		default:
 			return stored{}, errLayout
 		}

@@ -1,0 +1,26 @@
+package httpcache
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestEntryRoundTrip: a response with or without headers, whose body holds
+// a blank line, reads back as written.
+func TestEntryRoundTrip(t *testing.T) {
+	created := time.UnixMilli(1_700_000_000_123)
+	for _, h := range []http.Header{{}, {"Content-Type": {"text/plain"}, "X-Two": {"a", "b"}}} {
+		body := []byte("line\r\n\r\nafter a blank line")
+		s, err := decode(encodeResponse(203, created, h, body))
+		if err != nil || s.kind != kindResponse || s.status != 203 || !s.created.Equal(created) || string(s.body) != string(body) || len(s.header) != len(h) {
+			t.Fatalf("round trip of %v = %+v, %v", h, s, err)
+		}
+	}
+	if s, err := decode(encodeVary([]string{"Accept-Encoding", "Accept-Language"})); err != nil || len(s.vary) != 2 {
+		t.Fatalf("vary marker = %+v, %v", s, err)
+	}
+	if _, err := decode([]byte("not an entry")); err == nil {
+		t.Fatal("garbage decoded")
+	}
+}
