@@ -166,6 +166,13 @@ func (h *handler) lookup(r *http.Request, key string, variant bool) (s stored, h
 	}
 	b, err := cache.GetOrSet(r.Context(), h.c, key, h.o.TTL, func(ctx context.Context) ([]byte, error) {
 		resp, ttl, keep := h.record(r.WithContext(ctx))
+		if resp.status >= 500 {
+			// A failure, not a page: with the cache's stale_ttl the last
+			// good page is served instead (stale-if-error); without, this
+			// request answers with it and the others run the handler.
+			own = resp
+			return nil, errServerError
+		}
 		if !keep {
 			own = resp
 			return passEntry, nil // the next requests go straight to the handler, for the route's ttl
@@ -185,15 +192,20 @@ func (h *handler) lookup(r *http.Request, key string, variant bool) (s stored, h
 		}
 		return enc, nil
 	}, opts...)
-	if err != nil {
-		return stored{}, how, nil, err
-	}
-	if own != nil {
+	switch {
+	case err == nil && how == cache.OutcomeStale:
+		// Fail-safe served the last good page: it wins over this run's 5xx.
+	case own != nil:
 		return stored{}, how, own, nil
+	case err != nil:
+		return stored{}, how, nil, err
 	}
 	s, err = decode(b)
 	return s, how, nil, err
 }
+
+// errServerError fails a load whose handler answered 5xx.
+var errServerError = errors.New("httpcache: the handler answered with a server error")
 
 // record runs the handler into a buffer and says whether its response may
 // be stored, and for how long.

@@ -367,3 +367,35 @@ func sameQuery(a, b string) bool {
 }
 
 func parse(q string) (url.Values, error) { return url.ParseQuery(q) }
+
+// TestStaleIfError: with the cache's stale_ttl, a page past its ttl whose
+// handler now fails (5xx) is served from the cache, X-Cache: STALE; without
+// a stored page, the request gets the handler's own 5xx.
+func TestStaleIfError(t *testing.T) {
+	c, err := cache.Open(t.Context(), cache.Config{Enabled: true}, cache.WithLogger(nil),
+		cache.WithGetOrSetDefaults(cache.StaleFor(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var failing atomic.Bool
+	p := &page{set: func(w http.ResponseWriter, _ *http.Request) {
+		if failing.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	}}
+	h := httpcache.Middleware(c, httpcache.Options{TTL: 50 * time.Millisecond})(p)
+	if b := body(t, do(t, h, httptest.NewRequest("GET", "/p", nil))); b != "run 1" {
+		t.Fatal(b)
+	}
+	time.Sleep(80 * time.Millisecond)
+	failing.Store(true)
+	resp := do(t, h, httptest.NewRequest("GET", "/p", nil))
+	if b := body(t, resp); resp.StatusCode != 200 || b != "run 1" || resp.Header.Get("X-Cache") != "STALE" {
+		t.Fatalf("a failing handler past the ttl: %d %q X-Cache %q; want the last good page, STALE", resp.StatusCode, b, resp.Header.Get("X-Cache"))
+	}
+	resp = do(t, h, httptest.NewRequest("GET", "/other", nil))
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("a failing handler with nothing stored: %d, want its own 502", resp.StatusCode)
+	}
+}
