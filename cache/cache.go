@@ -70,6 +70,15 @@ type Cache struct {
 	writes   sync.WaitGroup       // stores of loaded values after their callers got them
 }
 
+// SharedBytes is a []byte value that the cache stores as it is, as a
+// []byte, and that a read decodes without a copy: Get[SharedBytes] and
+// GetOrSet[SharedBytes] may return the very bytes the cache (or the store's
+// near cache) holds, which every reader shares. They must not be modified.
+// It is for hot paths that only read what they get, such as a cached HTTP
+// response written to a client; anything else should use []byte, whose
+// reads are the caller's own copy.
+type SharedBytes []byte
+
 // borrower is implemented by a Store that can lend its stored bytes instead
 // of copying them out (the in-memory store), which saves a copy per read.
 // The caller must not modify them.
@@ -459,6 +468,8 @@ func (c *Cache) encodeValue(value any) (_ []byte, err error) {
 	switch v := value.(type) {
 	case []byte:
 		b = append([]byte{}, v...)
+	case SharedBytes:
+		b = append([]byte{}, v...)
 	case string:
 		b = []byte(v)
 	default:
@@ -495,6 +506,15 @@ func (c *Cache) decode(b []byte, dst any, fresh bool) error {
 			return errNotPointer
 		}
 		*d = string(b)
+		return nil
+	case *SharedBytes:
+		if d == nil {
+			return errNotPointer
+		}
+		*d = SharedBytes(b)
+		if *d == nil {
+			*d = SharedBytes{}
+		}
 		return nil
 	}
 	if fresh {

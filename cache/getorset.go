@@ -67,8 +67,10 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 	p := c.policy
 	if len(opts) > 0 {
 		p = p.with(opts) // apart, so that p stays on the stack without options
-		if err := checkTags(fmt.Sprintf("get or set %q", key), p.tags); err != nil {
-			return zero, err
+		if len(p.tags) > 0 {
+			if err := checkTags(fmt.Sprintf("get or set %q", key), p.tags); err != nil {
+				return zero, err
+			}
 		}
 	}
 	var epoch uint64 // a copy of what is read is kept only if no invalidation of key came since

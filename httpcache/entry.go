@@ -1,15 +1,14 @@
 package httpcache
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 )
 
 // What the cache holds under a page's key: a response, a Vary marker (the
@@ -18,7 +17,7 @@ import (
 // requests go straight to the handler until it expires). Each is stored as
 // bytes, so the cache's codec never touches a body:
 //
-//	"UHC1 R " status " " created-unix-ms "\n" header-lines "\r\n" body
+//	"UHC1 R " status " " created-unix-ms " " fresh-until-unix-ms "\n" header-lines "\r\n" body
 //	"UHC1 V " header-names-comma-separated "\n"
 //	"UHC1 P\n"
 const magic = "UHC1 "
@@ -31,22 +30,90 @@ const (
 	kindPass     kind = 'P'
 )
 
-// stored is a decoded entry.
+// stored is a decoded entry. A response read from the cache keeps its
+// header lines as stored (rawHeader), written to the client as they are
+// parsed; one this process recorded has them in header.
 type stored struct {
-	kind    kind
-	status  int
-	created time.Time
-	header  http.Header
-	body    []byte
-	vary    []string // kindVary: the request headers the response varies on
+	kind      kind
+	status    int
+	created   time.Time
+	fresh     time.Time // until when it is fresh: past it, it is served only as stale
+	header    http.Header
+	rawHeader []byte // "Key: value\r\n" lines, when header is nil
+	body      []byte
+	vary      []string // kindVary: the request headers the response varies on
+}
+
+// eachHeader calls fn with each of s's header fields.
+func (s *stored) eachHeader(fn func(k, v string)) {
+	if s.header != nil {
+		for k, vs := range s.header {
+			for _, v := range vs {
+				fn(k, v)
+			}
+		}
+		return
+	}
+	for rest := s.rawHeader; len(rest) > 0; {
+		line := rest
+		if i := bytes.Index(rest, []byte("\r\n")); i >= 0 {
+			line, rest = rest[:i], rest[i+2:]
+		} else {
+			rest = nil
+		}
+		if k, v, ok := bytes.Cut(line, []byte(": ")); ok {
+			fn(view(k), view(v))
+		}
+	}
+}
+
+// fields returns how many header fields s has.
+func (s *stored) fields() int {
+	if s.header != nil {
+		n := 0
+		for _, vs := range s.header {
+			n += len(vs)
+		}
+		return n
+	}
+	return bytes.Count(s.rawHeader, []byte("\r\n"))
+}
+
+// get returns s's first value of the header field k (canonical).
+func (s *stored) get(k string) string {
+	if s.header != nil {
+		return s.header.Get(k)
+	}
+	var out string
+	found := false
+	s.eachHeader(func(hk, v string) {
+		if !found && hk == k {
+			out, found = v, true
+		}
+	})
+	return out
+}
+
+// view returns b as a string without copying it: b is part of an entry's
+// bytes, which nothing ever changes (cache.SharedBytes), so the string
+// stays what it was for as long as anyone holds it.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
 }
 
 var errLayout = errors.New("httpcache: unknown entry layout")
 
-func encodeResponse(status int, created time.Time, h http.Header, body []byte) []byte {
+func encodeResponse(status int, created time.Time, ttl time.Duration, h http.Header, body []byte) []byte {
 	var b bytes.Buffer
 	b.Grow(len(body) + 512)
-	fmt.Fprintf(&b, "%sR %d %d\n", magic, status, created.UnixMilli())
+	fmt.Fprintf(&b, "%sR %d %d %d\n", magic, status, created.UnixMilli(), created.Add(ttl).UnixMilli())
+	if h.Get("Content-Length") == "" && status != http.StatusNoContent && status != http.StatusNotModified {
+		h = h.Clone()
+		h.Set("Content-Length", strconv.Itoa(len(body))) // written once here, not on every hit
+	}
 	_ = h.Write(&b)
 	b.WriteString("\r\n")
 	b.Write(body)
@@ -67,39 +134,45 @@ func decode(b []byte) (stored, error) {
 	if nl < 0 {
 		return stored{}, errLayout
 	}
-	line, rest := string(b[len(magic):nl]), b[nl+1:]
-	switch kind(line[0]) {
+	rest := b[nl+1:]
+	switch kind(b[len(magic)]) {
 	case kindPass:
 		return stored{kind: kindPass}, nil
 	case kindVary:
-		names := strings.Split(strings.TrimPrefix(line[1:], " "), ",")
+		names := strings.Split(strings.TrimPrefix(string(b[len(magic)+1:nl]), " "), ",")
 		return stored{kind: kindVary, vary: names}, nil
 	case kindResponse:
-		f := strings.Fields(line[1:])
-		if len(f) != 2 {
+		f := b[len(magic)+1 : nl] // " status created fresh", without allocating
+		var n [3]int64
+		for i := range n {
+			if len(f) < 2 || f[0] != ' ' {
+				return stored{}, errLayout
+			}
+			f = f[1:]
+			j := 0
+			for j < len(f) && f[j] >= '0' && f[j] <= '9' && j < 18 {
+				n[i] = n[i]*10 + int64(f[j]-'0')
+				j++
+			}
+			if j == 0 {
+				return stored{}, errLayout
+			}
+			f = f[j:]
+		}
+		if len(f) != 0 {
 			return stored{}, errLayout
 		}
-		status, err1 := strconv.Atoi(f[0])
-		ms, err2 := strconv.ParseInt(f[1], 10, 64)
-		if err1 != nil || err2 != nil {
-			return stored{}, errLayout
-		}
-		r := textproto.NewReader(bufio.NewReader(bytes.NewReader(rest)))
-		mh, err := r.ReadMIMEHeader()
-		if err != nil {
-			return stored{}, errLayout
-		}
-		end := bytes.Index(rest, []byte("\r\n\r\n"))
-		var body []byte
-		switch {
+		status, ms, fresh := int(n[0]), n[1], n[2]
+		var head, body []byte
+		switch end := bytes.Index(rest, []byte("\r\n\r\n")); {
 		case bytes.HasPrefix(rest, []byte("\r\n")): // no header lines
 			body = rest[2:]
 		case end >= 0:
-			body = rest[end+4:]
+			head, body = rest[:end+2], rest[end+4:]
 		default:
 			return stored{}, errLayout
 		}
-		return stored{kind: kindResponse, status: status, created: time.UnixMilli(ms), header: http.Header(mh), body: body}, nil
+		return stored{kind: kindResponse, status: status, created: time.UnixMilli(ms), fresh: time.UnixMilli(fresh), rawHeader: head, body: body}, nil
 	}
 	return stored{}, errLayout
 }

@@ -12,8 +12,12 @@ func TestEntryRoundTrip(t *testing.T) {
 	created := time.UnixMilli(1_700_000_000_123)
 	for _, h := range []http.Header{{}, {"Content-Type": {"text/plain"}, "X-Two": {"a", "b"}}} {
 		body := []byte("line\r\n\r\nafter a blank line")
-		s, err := decode(encodeResponse(203, created, h, body))
-		if err != nil || s.kind != kindResponse || s.status != 203 || !s.created.Equal(created) || string(s.body) != string(body) || len(s.header) != len(h) {
+		s, err := decode(encodeResponse(203, created, time.Minute, h, body))
+		fields := 0
+		s.eachHeader(func(k, v string) { fields++ })
+		if err != nil || s.kind != kindResponse || s.status != 203 || !s.created.Equal(created) || string(s.body) != string(body) ||
+			fields != len(h.Values("Content-Type"))+len(h.Values("X-Two"))+1 || s.get("X-Two") != h.Get("X-Two") ||
+			s.get("Content-Length") != "26" || !s.fresh.Equal(created.Add(time.Minute)) {
 			t.Fatalf("round trip of %v = %+v, %v", h, s, err)
 		}
 	}

@@ -93,7 +93,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	key, variant := Key(r), false
 	for {
-		s, how, own, err := h.lookup(r, key, variant)
+		s, ran, own, err := h.lookup(r, key, variant)
 		switch {
 		case err != nil:
 			h.pass(w, r) // the cache failed, or a HEAD found nothing: the handler answers
@@ -104,14 +104,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case s.kind == kindResponse:
+			now := time.Now()
 			state := "HIT"
-			switch how {
-			case cache.OutcomeLoaded:
+			switch {
+			case ran:
 				state = "MISS"
-			case cache.OutcomeStale:
-				state = "STALE"
+			case now.After(s.fresh):
+				state = "STALE" // past its ttl: fail-safe served it
 			}
-			writeResponse(w, r, &s, state, time.Since(s.created))
+			writeResponse(w, r, &s, state, now.Sub(s.created))
 			return
 		case s.kind == kindVary && !variant:
 			key, variant = variantKey(key, r, s.vary), true
@@ -127,14 +128,28 @@ func (h *handler) applies(r *http.Request) bool {
 	switch {
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		return false
-	case r.Header.Get("Range") != "":
+	case has(r.Header, "Range"):
 		return false
-	case !h.o.CacheCookieRequests && r.Header.Get("Cookie") != "":
+	case !h.o.CacheCookieRequests && has(r.Header, "Cookie"):
 		return false
-	case !h.o.CacheAuthorized && r.Header.Get("Authorization") != "":
+	case !h.o.CacheAuthorized && has(r.Header, "Authorization"):
 		return false
 	}
 	return true
+}
+
+// has reports whether h holds a non-empty field k, k canonical: the
+// server canonicalises the fields it reads, so a look-up needs no Get.
+func has(h http.Header, k string) bool {
+	for _, v := range h[k] {
+		if v != "" {
+			return true
+		}
+	}
+	if _, ok := h[k]; ok {
+		return false
+	}
+	return h.Get(k) != "" // a request built by hand, with a key not canonical
 }
 
 // pass serves r with the handler alone.
@@ -149,59 +164,78 @@ var errNotCached = errors.New("httpcache: not cached")
 // when its run made one that is not stored under key: a page not to be
 // stored, or one that varies (stored under its variant's key, with a Vary
 // marker under key, unless variant says key is a variant's already).
-func (h *handler) lookup(r *http.Request, key string, variant bool) (s stored, how cache.Outcome, own *stored, err error) {
+func (h *handler) lookup(r *http.Request, key string, variant bool) (s stored, ran bool, own *stored, err error) {
 	if r.Method == http.MethodHead {
-		b, found, err := cache.Get[[]byte](r.Context(), h.c, key)
+		b, found, err := cache.Get[cache.SharedBytes](r.Context(), h.c, key)
 		if err != nil || !found {
-			return stored{}, how, nil, errNotCached
+			return stored{}, false, nil, errNotCached
 		}
 		s, err = decode(b)
-		return s, cache.OutcomeHit, nil, err
+		return s, false, nil, err
 	}
-	opts := []cache.GetOrSetOption{cache.ReportOutcome(&how)}
+	var opts []cache.GetOrSetOption
 	if h.o.Tags != nil {
 		if tags := h.o.Tags(r); len(tags) > 0 {
 			opts = append(opts, cache.WithTags(tags...))
 		}
 	}
-	b, err := cache.GetOrSet(r.Context(), h.c, key, h.o.TTL, func(ctx context.Context) ([]byte, error) {
-		resp, ttl, keep := h.record(r.WithContext(ctx))
-		if resp.status >= 500 {
-			// A failure, not a page: with the cache's stale_ttl the last
-			// good page is served instead (stale-if-error); without, this
-			// request answers with it and the others run the handler.
-			own = resp
-			return nil, errServerError
-		}
-		if !keep {
-			own = resp
-			return passEntry, nil // the next requests go straight to the handler, for the route's ttl
-		}
-		cache.SetLoadTTL(ctx, ttl)
-		enc := encodeResponse(resp.status, resp.created, resp.header, resp.body)
-		if vary := varyOn(resp.header); len(vary) > 0 && !variant {
-			own = resp
-			var setOpts []cache.SetOption
-			if h.o.Tags != nil {
-				if tags := h.o.Tags(r); len(tags) > 0 {
-					setOpts = append(setOpts, cache.WithTags(tags...))
-				}
-			}
-			_ = h.c.Set(ctx, variantKey(key, r, vary), enc, ttl, setOpts...) // a failure only costs the next request a run
-			return encodeVary(vary), nil
-		}
-		return enc, nil
-	}, opts...)
+	run := &loadRun{h: h, r: r, key: key, variant: variant, opts: opts} // one allocation for what the load sets
+	b, err := cache.GetOrSet(r.Context(), h.c, key, h.o.TTL, run.load, opts...)
 	switch {
-	case err == nil && how == cache.OutcomeStale:
+	case err == nil && run.stale:
 		// Fail-safe served the last good page: it wins over this run's 5xx.
-	case own != nil:
-		return stored{}, how, own, nil
+	case run.own != nil:
+		return stored{}, run.ran, run.own, nil
 	case err != nil:
-		return stored{}, how, nil, err
+		return stored{}, run.ran, nil, err
 	}
+	ran = run.ran && !run.stale
 	s, err = decode(b)
-	return s, how, nil, err
+	return s, ran, nil, err
+}
+
+// loadRun is one request's load of a page: what it found out, for the
+// request whose load it was.
+type loadRun struct {
+	h       *handler
+	r       *http.Request
+	key     string
+	variant bool
+	opts    []cache.GetOrSetOption
+
+	ran   bool    // the load ran (this request made the page)
+	own   *stored // a response of this run not stored under key
+	stale bool    // the handler failed: what comes back is the last good page
+}
+
+// load runs the handler for the page, as GetOrSet's load.
+func (l *loadRun) load(ctx context.Context) (cache.SharedBytes, error) {
+	h, r := l.h, l.r
+	l.ran = true
+	resp, ttl, keep := h.record(r.WithContext(ctx))
+	if resp.status >= 500 {
+		// A failure, not a page: with the cache's stale_ttl the last good
+		// page is served instead (stale-if-error); without, this request
+		// answers with it and the others run the handler.
+		l.own, l.stale = resp, true
+		return nil, errServerError
+	}
+	if !keep {
+		l.own = resp
+		return passEntry, nil // the next requests go straight to the handler, for the route's ttl
+	}
+	cache.SetLoadTTL(ctx, ttl)
+	enc := cache.SharedBytes(encodeResponse(resp.status, resp.created, ttl, resp.header, resp.body))
+	if vary := varyOn(resp.header); len(vary) > 0 && !l.variant {
+		l.own = resp
+		var setOpts []cache.SetOption
+		if len(l.opts) > 0 {
+			setOpts = append(setOpts, l.opts[0].(cache.TagsOption))
+		}
+		_ = h.c.Set(ctx, variantKey(l.key, r, vary), enc, ttl, setOpts...) // a failure only costs the next request a run
+		return encodeVary(vary), nil
+	}
+	return enc, nil // the callers share it: it is only read
 }
 
 // errServerError fails a load whose handler answered 5xx.
@@ -295,14 +329,20 @@ func varyOn(h http.Header) []string {
 // answering a conditional request it satisfies with 304.
 func writeResponse(w http.ResponseWriter, r *http.Request, s *stored, state string, age time.Duration) {
 	dst := w.Header()
-	for k, v := range s.header {
-		dst[k] = slices.Clone(v)
-	}
-	dst.Set("X-Cache", state)
+	vals := make([]string, 0, s.fields()) // one array for every field's value
+	s.eachHeader(func(k, v string) {
+		vals = append(vals, v)
+		if old := dst[k]; len(old) > 0 {
+			dst[k] = append(old, v)
+		} else {
+			dst[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
+	})
+	dst["X-Cache"] = xCache[state]
 	if state != "MISS" {
-		dst.Set("Age", strconv.FormatInt(int64(max(age, 0)/time.Second), 10))
+		dst["Age"] = ageValue(age)
 	}
-	if s.status == http.StatusOK && notModified(r, s.header) {
+	if s.status == http.StatusOK && notModified(r, s) {
 		for _, k := range []string{"Content-Length", "Content-Type", "Content-Encoding"} {
 			dst.Del(k)
 		}
@@ -318,12 +358,33 @@ func writeResponse(w http.ResponseWriter, r *http.Request, s *stored, state stri
 	}
 }
 
+// xCache are the values of X-Cache, made once: a slice of one with no room
+// to grow, so that a later append copies it.
+var xCache = map[string][]string{"HIT": {"HIT"}, "MISS": {"MISS"}, "STALE": {"STALE"}}
+
+// ages are the values of Age for the first ten minutes, made once.
+var ages = func() [][]string {
+	a := make([][]string, 600)
+	for i := range a {
+		a[i] = []string{strconv.Itoa(i)}
+	}
+	return a
+}()
+
+// ageValue is the Age header of a page age old, in whole seconds.
+func ageValue(age time.Duration) []string {
+	if s := int64(max(age, 0) / time.Second); s < int64(len(ages)) {
+		return ages[s]
+	}
+	return []string{strconv.FormatInt(int64(age/time.Second), 10)}
+}
+
 // notModified reports whether r's If-None-Match (or, without it, its
 // If-Modified-Since) is satisfied by the stored response's ETag (or
 // Last-Modified).
-func notModified(r *http.Request, h http.Header) bool {
+func notModified(r *http.Request, s *stored) bool {
 	if inm := r.Header.Get("If-None-Match"); inm != "" {
-		etag := h.Get("ETag")
+		etag := s.get("Etag")
 		if etag == "" {
 			return false
 		}
@@ -335,7 +396,7 @@ func notModified(r *http.Request, h http.Header) bool {
 		return false
 	}
 	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
-		lm, err1 := http.ParseTime(h.Get("Last-Modified"))
+		lm, err1 := http.ParseTime(s.get("Last-Modified"))
 		since, err2 := http.ParseTime(ims)
 		return err1 == nil && err2 == nil && !lm.After(since)
 	}

@@ -37,11 +37,36 @@ func canonicalQuery(raw string) string {
 	if raw == "" {
 		return ""
 	}
+	if canonical(raw) {
+		return raw // already in canonical order, with nothing to escape: the usual case, at no cost
+	}
 	v, err := url.ParseQuery(raw)
 	if err != nil {
 		return "\x00" + raw
 	}
 	return v.Encode()
+}
+
+// canonical reports whether raw is a query that url.Values.Encode would
+// write back as it is: name=value pairs of unreserved characters only,
+// their names in order.
+func canonical(raw string) bool {
+	prev := ""
+	for pair := range strings.SplitSeq(raw, "&") {
+		name, _, ok := strings.Cut(pair, "=")
+		if !ok || name < prev {
+			return false
+		}
+		for i := 0; i < len(pair); i++ {
+			switch c := pair[i]; {
+			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '~', c == '=':
+			default:
+				return false
+			}
+		}
+		prev = name
+	}
+	return true
 }
 
 // variantKey is base plus the values of the request headers a response
@@ -59,6 +84,11 @@ func variantKey(base string, r *http.Request, names []string) string {
 // long for a cache key.
 func join(head string, parts ...string) string {
 	var b strings.Builder
+	n := len(head)
+	for _, p := range parts {
+		n += len(p) + 4
+	}
+	b.Grow(n)
 	b.WriteString(head)
 	for _, p := range parts {
 		b.WriteString(strconv.Itoa(len(p)))
