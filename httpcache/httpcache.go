@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ushka-go/ushka/cache"
@@ -91,10 +92,15 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.pass(w, r)
 		return
 	}
-	key, variant := Key(r), false
+	key := Key(r)
+	var variant []string // the Vary marker's names, once key is a variant's
 	for {
-		s, ran, own, err := h.lookup(r, key, variant)
+		s, ran, own, err := h.lookup(w, r, key, variant)
 		switch {
+		case errors.Is(err, errStreamed):
+			return // a page over MaxBody, sent to this client as the handler wrote it
+		case err != nil && r.Context().Err() != nil:
+			return // the client went away; the page's load goes on for the others
 		case err != nil:
 			h.pass(w, r) // the cache failed, or a HEAD found nothing: the handler answers
 			return
@@ -114,8 +120,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			writeResponse(w, r, &s, state, now.Sub(s.created))
 			return
-		case s.kind == kindVary && !variant:
-			key, variant = variantKey(key, r, s.vary), true
+		case s.kind == kindVary && variant == nil:
+			key, variant = variantKey(key, r, s.vary), s.vary
 			continue
 		}
 		h.pass(w, r) // a pass marker: the page is not stored
@@ -128,8 +134,10 @@ func (h *handler) applies(r *http.Request) bool {
 	switch {
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		return false
-	case has(r.Header, "Range"):
+	case has(r.Header, "Range"), has(r.Header, "Upgrade"):
 		return false
+	case strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+		return false // a stream of events: nothing to store, and it must not be buffered
 	case !h.o.CacheCookieRequests && has(r.Header, "Cookie"):
 		return false
 	case !h.o.CacheAuthorized && has(r.Header, "Authorization"):
@@ -138,18 +146,24 @@ func (h *handler) applies(r *http.Request) bool {
 	return true
 }
 
-// has reports whether h holds a non-empty field k, k canonical: the
-// server canonicalises the fields it reads, so a look-up needs no Get.
+// has reports whether h holds a non-empty field k (canonical), under its
+// canonical key or, in a request built by hand, any other spelling of it.
 func has(h http.Header, k string) bool {
 	for _, v := range h[k] {
 		if v != "" {
 			return true
 		}
 	}
-	if _, ok := h[k]; ok {
-		return false
+	for hk, vs := range h {
+		if len(hk) == len(k) && hk != k && strings.EqualFold(hk, k) {
+			for _, v := range vs {
+				if v != "" {
+					return true
+				}
+			}
+		}
 	}
-	return h.Get(k) != "" // a request built by hand, with a key not canonical
+	return false
 }
 
 // pass serves r with the handler alone.
@@ -164,7 +178,7 @@ var errNotCached = errors.New("httpcache: not cached")
 // when its run made one that is not stored under key: a page not to be
 // stored, or one that varies (stored under its variant's key, with a Vary
 // marker under key, unless variant says key is a variant's already).
-func (h *handler) lookup(r *http.Request, key string, variant bool) (s stored, ran bool, own *stored, err error) {
+func (h *handler) lookup(w http.ResponseWriter, r *http.Request, key string, variant []string) (s stored, ran bool, own *stored, err error) {
 	if r.Method == http.MethodHead {
 		b, found, err := cache.Get[cache.SharedBytes](r.Context(), h.c, key)
 		if err != nil || !found {
@@ -179,11 +193,27 @@ func (h *handler) lookup(r *http.Request, key string, variant bool) (s stored, r
 			opts = append(opts, cache.WithTags(tags...))
 		}
 	}
-	run := &loadRun{h: h, r: r, key: key, variant: variant, opts: opts} // one allocation for what the load sets
+	run := &loadRun{h: h, w: w, r: r, key: key, variant: variant, opts: opts} // one allocation for what the load sets
 	b, err := cache.GetOrSet(r.Context(), h.c, key, h.o.TTL, run.load, opts...)
+	if err != nil && r.Context().Err() != nil {
+		// This request gave up waiting; the load may still run and set
+		// run's fields: do not read them, and let it write no more to w.
+		run.mu.Lock()
+		run.gone = true
+		run.mu.Unlock()
+		return stored{}, false, nil, err
+	}
+	if run.streamed {
+		return stored{}, true, nil, errStreamed
+	}
 	switch {
 	case err == nil && run.stale:
-		// Fail-safe served the last good page: it wins over this run's 5xx.
+		// Fail-safe served what it kept: the last good page wins over this
+		// run's 5xx; a marker does not, and this run's answer is sent.
+		if s, err = decode(b); err != nil || s.kind != kindResponse {
+			return stored{}, true, run.own, nil
+		}
+		return s, false, nil, nil
 	case run.own != nil:
 		return stored{}, run.ran, run.own, nil
 	case err != nil:
@@ -199,9 +229,14 @@ func (h *handler) lookup(r *http.Request, key string, variant bool) (s stored, r
 type loadRun struct {
 	h       *handler
 	r       *http.Request
+	w       http.ResponseWriter // the client of the request whose load it is
 	key     string
-	variant bool
+	variant []string // the Vary marker's names, when key is a variant's
 	opts    []cache.GetOrSetOption
+
+	mu       sync.Mutex // orders the load's writes to w with the request's leaving
+	gone     bool       // the request left (its client went away): w is not to be used
+	streamed bool       // the page went past MaxBody and was sent to w as written
 
 	ran   bool    // the load ran (this request made the page)
 	own   *stored // a response of this run not stored under key
@@ -212,7 +247,10 @@ type loadRun struct {
 func (l *loadRun) load(ctx context.Context) (cache.SharedBytes, error) {
 	h, r := l.h, l.r
 	l.ran = true
-	resp, ttl, keep := h.record(r.WithContext(ctx))
+	resp, ttl, keep := h.record(unconditional(r.WithContext(ctx)), l)
+	if l.streamed {
+		return passEntry, nil // too large to store: the next requests go straight to the handler
+	}
 	if resp.status >= 500 {
 		// A failure, not a page: with the cache's stale_ttl the last good
 		// page is served instead (stale-if-error); without, this request
@@ -224,9 +262,18 @@ func (l *loadRun) load(ctx context.Context) (cache.SharedBytes, error) {
 		l.own = resp
 		return passEntry, nil // the next requests go straight to the handler, for the route's ttl
 	}
+	vary := varyOn(resp.header)
+	if l.variant != nil && !slices.Equal(vary, l.variant) {
+		// Stored under a key that holds only the marker's headers' values,
+		// a response that varies on others would reach requests it was
+		// not made for. Not stored; this key passes, until the marker
+		// expires and the page is made again.
+		l.own = resp
+		return passEntry, nil
+	}
 	cache.SetLoadTTL(ctx, ttl)
 	enc := cache.SharedBytes(encodeResponse(resp.status, resp.created, ttl, resp.header, resp.body))
-	if vary := varyOn(resp.header); len(vary) > 0 && !l.variant {
+	if len(vary) > 0 && l.variant == nil {
 		l.own = resp
 		var setOpts []cache.SetOption
 		if len(l.opts) > 0 {
@@ -238,17 +285,58 @@ func (l *loadRun) load(ctx context.Context) (cache.SharedBytes, error) {
 	return enc, nil // the callers share it: it is only read
 }
 
+// canonicalHeader returns h with every key in canonical form, the values
+// of two spellings of one field merged: the checks and the client see
+// "set-cookie" as Set-Cookie, and so must the cache.
+func canonicalHeader(h http.Header) http.Header {
+	for k := range h {
+		if http.CanonicalHeaderKey(k) != k {
+			out := make(http.Header, len(h))
+			for k, v := range h {
+				ck := http.CanonicalHeaderKey(k)
+				out[ck] = append(out[ck], v...)
+			}
+			return out
+		}
+	}
+	return h
+}
+
+// unconditional returns r without its conditional headers: the handler
+// makes the full page, which is stored, and the cache answers the
+// condition (a 304 from the handler would not be storable).
+func unconditional(r *http.Request) *http.Request {
+	conds := []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
+	if !slices.ContainsFunc(conds, func(k string) bool { return has(r.Header, k) }) {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	for k := range r2.Header {
+		for _, c := range conds {
+			if strings.EqualFold(k, c) {
+				delete(r2.Header, k)
+			}
+		}
+	}
+	return r2
+}
+
+// errStreamed ends a request whose page went past MaxBody: its load sent
+// it as the handler wrote it.
+var errStreamed = errors.New("httpcache: sent as written")
+
 // errServerError fails a load whose handler answered 5xx.
 var errServerError = errors.New("httpcache: the handler answered with a server error")
 
 // record runs the handler into a buffer and says whether its response may
 // be stored, and for how long.
-func (h *handler) record(r *http.Request) (resp *stored, ttl time.Duration, keep bool) {
-	rec := &recorder{header: http.Header{}, max: h.o.MaxBody}
+func (h *handler) record(r *http.Request, run *loadRun) (resp *stored, ttl time.Duration, keep bool) {
+	rec := &recorder{header: http.Header{}, max: h.o.MaxBody, run: run}
 	h.next.ServeHTTP(rec, r)
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
+	rec.header = canonicalHeader(rec.header)
 	resp = &stored{kind: kindResponse, status: rec.status, created: time.Now(), header: rec.header, body: rec.body.Bytes()}
 	ttl, keep = h.storable(rec)
 	return resp, ttl, keep
@@ -404,7 +492,9 @@ func notModified(r *http.Request, s *stored) bool {
 }
 
 // recorder is the ResponseWriter a handler writes a page into: it keeps
-// the body up to max bytes, and notes when it went past.
+// the body up to max bytes. Past them the page is not stored: what was
+// kept, and the rest as it comes, go to the client of the request whose
+// load it is, so that a large page is held once, at most max bytes of it.
 type recorder struct {
 	header   http.Header
 	status   int
@@ -412,11 +502,19 @@ type recorder struct {
 	max      int64
 	overflow bool
 	wrote    bool
+	run      *loadRun
 }
 
 func (rec *recorder) Header() http.Header { return rec.header }
 
+// Flush does nothing while the page is kept to be stored: it is sent
+// whole once the handler returns.
+func (rec *recorder) Flush() {}
+
 func (rec *recorder) WriteHeader(status int) {
+	if status >= 100 && status < 200 {
+		return // informational (103 Early Hints): the final status comes later
+	}
 	if !rec.wrote {
 		rec.status, rec.wrote = status, true
 	}
@@ -424,8 +522,35 @@ func (rec *recorder) WriteHeader(status int) {
 
 func (rec *recorder) Write(p []byte) (int, error) {
 	rec.WriteHeader(http.StatusOK)
-	if int64(rec.body.Len()+len(p)) > rec.max {
-		rec.overflow = true
+	if !rec.overflow && int64(rec.body.Len()+len(p)) <= rec.max {
+		return rec.body.Write(p)
 	}
-	return rec.body.Write(p)
+	l := rec.run
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !rec.overflow {
+		rec.overflow = true
+		if !l.gone {
+			dst := l.w.Header()
+			for k, v := range canonicalHeader(rec.header) {
+				dst[k] = v
+			}
+			dst.Del("Content-Length") // unknown to the cache; the server chunks
+			dst["X-Cache"] = xCache["MISS"]
+			l.w.WriteHeader(rec.status)
+			_, _ = l.w.Write(rec.body.Bytes())
+			l.streamed = true
+		}
+		rec.body = bytes.Buffer{}
+	}
+	if l.gone {
+		return len(p), nil // its client left: nothing to keep
+	}
+	if _, err := l.w.Write(p); err != nil {
+		return 0, err
+	}
+	if f, ok := l.w.(http.Flusher); ok {
+		f.Flush()
+	}
+	return len(p), nil
 }

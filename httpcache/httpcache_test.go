@@ -314,17 +314,33 @@ func FuzzKey(f *testing.F) {
 	f.Add("a", "/b/c", "", "a/b", "/c", "")
 	f.Add("h", "/p", "a=1&a=2", "h", "/p", "a=2&a=1")
 	f.Add("h", "/p%3Fq", "", "h", "/p", "q")
+	f.Add("\xff.example", "/p", "", "\xfe.example", "/p", "")
+	f.Add("İ.example", "/p", "", "i.example", "/p", "")
+	f.Add("h", "/p", "a=1=2", "h", "/p", "a=1%3D2")
 	f.Fuzz(func(t *testing.T, host1, path1, q1, host2, path2, q2 string) {
 		r1, r2 := request(host1, path1, q1), request(host2, path2, q2)
 		if r1 == nil || r2 == nil {
 			return
 		}
-		same := strings.EqualFold(r1.Host, r2.Host) && r1.URL.EscapedPath() == r2.URL.EscapedPath() && sameQuery(r1.URL.RawQuery, r2.URL.RawQuery)
+		same := asciiFold(r1.Host) == asciiFold(r2.Host) && r1.URL.EscapedPath() == r2.URL.EscapedPath() && sameQuery(r1.URL.RawQuery, r2.URL.RawQuery)
 		if k1, k2 := httpcache.Key(r1), httpcache.Key(r2); (k1 == k2) != same {
 			t.Fatalf("requests %s%s?%s and %s%s?%s: keys equal %v, want %v\n%q\n%q",
 				r1.Host, r1.URL.EscapedPath(), r1.URL.RawQuery, r2.Host, r2.URL.EscapedPath(), r2.URL.RawQuery, k1 == k2, same, k1, k2)
 		}
 	})
+}
+
+// asciiFold lower-cases ASCII letters only: hosts that differ in any other
+// byte are different hosts (strings.EqualFold would take "\xff" and "\xfe"
+// for one).
+func asciiFold(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 func request(host, path, query string) *http.Request {

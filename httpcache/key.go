@@ -28,7 +28,25 @@ func Key(r *http.Request) string {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return join(keyPrefix, "GET", scheme, strings.ToLower(r.Host), r.URL.EscapedPath(), canonicalQuery(r.URL.RawQuery))
+	return join(keyPrefix, "GET", scheme, lowerASCII(r.Host), r.URL.EscapedPath(), canonicalQuery(r.URL.RawQuery))
+}
+
+// lowerASCII lower-cases the ASCII letters of s and leaves every other
+// byte as it is: strings.ToLower would map distinct bytes (invalid UTF-8,
+// İ) to one, and so two hosts to one key.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 // canonicalQuery sorts the parameters of raw by name. A query that does not
@@ -59,7 +77,8 @@ func canonical(raw string) bool {
 		}
 		for i := 0; i < len(pair); i++ {
 			switch c := pair[i]; {
-			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '~', c == '=':
+			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_', c == '.', c == '~':
+			case c == '=' && i == len(name): // the one between name and value
 			default:
 				return false
 			}
