@@ -81,8 +81,11 @@ func checkTags(op string, tags []string) error {
 // whose write or load began before it. Callers already waiting for such a
 // load may get its value: they asked first.
 //
-// An InvalidateTags that fails returns its error and is not replayed:
-// the caller retries it.
+// An InvalidateTags that fails for want of an answer returns its error and
+// is queued, as a failed Delete is: the tags read as invalidated in this
+// process at once, and in every process once the backend answers and the
+// queue is replayed (it deletes the tags' tokens, which invalidates them as
+// well). One the backend refused is not queued: the caller retries it.
 func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 	if c.closed.Load() {
 		return sentinelf(ErrClosed, "cache: invalidate tags: cache is closed")
@@ -103,6 +106,16 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 	switch {
 	case c.batcher != nil && c.borrow == nil:
 		err = c.batchCall(ctx, "set_many", func() error { return c.batcher.SetMany(ctx, items, TagLifetime) })
+		if err != nil && c.brk != nil && unknown(ctx, err) {
+			// Queued as Deletes of the tokens, replayed before this process
+			// reads the store again: a token that is gone matches nothing,
+			// which invalidates the tag as a new one does. Meanwhile the
+			// tags read as invalidated here.
+			for _, it := range items {
+				c.brk.enqueue(it.Key, false)
+			}
+			err = fmt.Errorf("%w; queued, to be replayed when the backend answers", err)
+		}
 	default:
 		for _, it := range items {
 			if err = c.store.Set(ctx, it.Key, it.Value, TagLifetime); err != nil {
