@@ -134,14 +134,26 @@ func (h *handler) applies(r *http.Request) bool {
 	switch {
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		return false
-	case has(r.Header, "Range"), has(r.Header, "Upgrade"):
-		return false
 	case strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
 		return false // a stream of events: nothing to store, and it must not be buffered
-	case !h.o.CacheCookieRequests && has(r.Header, "Cookie"):
-		return false
-	case !h.o.CacheAuthorized && has(r.Header, "Authorization"):
-		return false
+	}
+	// One pass over the fields, whatever their spelling (a request built
+	// by hand may not have canonical keys).
+	for k, vs := range r.Header {
+		var bar bool
+		switch len(k) {
+		case 5:
+			bar = strings.EqualFold(k, "Range")
+		case 7:
+			bar = strings.EqualFold(k, "Upgrade")
+		case 6:
+			bar = !h.o.CacheCookieRequests && strings.EqualFold(k, "Cookie")
+		case 13:
+			bar = !h.o.CacheAuthorized && strings.EqualFold(k, "Authorization")
+		}
+		if bar && slices.ContainsFunc(vs, func(v string) bool { return v != "" }) {
+			return false
+		}
 	}
 	return true
 }
