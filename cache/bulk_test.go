@@ -393,3 +393,63 @@ func TestAddAndIncrement(t *testing.T) {
 		t.Errorf("a disabled cache kept a counter: %d", n)
 	}
 }
+
+// TestGetOrSetManyCacheMisses: with CacheMisses, a key the batch load left
+// out is not loaded again until the time passes, reads as missing, and a
+// Set of it ends that at once.
+func TestGetOrSetManyCacheMisses(t *testing.T) {
+	bulkBackends(t, func(t *testing.T, c *cache.Cache) {
+		ctx := t.Context()
+		var asked [][]string
+		var mu sync.Mutex
+		load := func(_ context.Context, missing []string) (map[string]int, error) {
+			mu.Lock()
+			asked = append(asked, slices.Clone(missing))
+			mu.Unlock()
+			out := map[string]int{}
+			for _, k := range missing {
+				if k != "ghost" {
+					out[k] = 1
+				}
+			}
+			return out, nil
+		}
+		keys := []string{"real", "ghost"}
+		for range 2 {
+			got, err := cache.GetOrSetMany(ctx, c, keys, time.Minute, load, cache.CacheMisses(300*time.Millisecond))
+			if err != nil || len(got) != 1 || got["real"] != 1 {
+				t.Fatalf("GetOrSetMany = %v, %v; want real alone", got, err)
+			}
+			waitStored(t, c, "real")
+			time.Sleep(20 * time.Millisecond) // the absent entry is stored after the callers go, on a remote store
+		}
+		mu.Lock()
+		n := len(asked)
+		mu.Unlock()
+		if n != 1 {
+			t.Fatalf("loadMany called %d times (%v), want once: the ghost is known missing", n, asked)
+		}
+		if _, found, err := cache.Get[int](ctx, c, "ghost"); err != nil || found {
+			t.Errorf("Get of a key known missing = found %v, %v; want a miss", found, err)
+		}
+		if _, err := cache.GetOrSet(ctx, c, "ghost", time.Minute, func(context.Context) (int, error) { return 2, nil }); !errors.Is(err, cache.ErrNotLoaded) {
+			t.Errorf("GetOrSet of a key known missing = %v, want ErrNotLoaded", err)
+		}
+		time.Sleep(350 * time.Millisecond)
+		if _, err := cache.GetOrSetMany(ctx, c, keys, time.Minute, load, cache.CacheMisses(300*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		n = len(asked)
+		mu.Unlock()
+		if n != 2 {
+			t.Fatalf("after the CacheMisses time, loadMany called %d times in all, want 2: the ghost is asked again", n)
+		}
+		if err := c.Set(ctx, "ghost", 5, 0); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := cache.GetOrSetMany(ctx, c, keys, time.Minute, load, cache.CacheMisses(time.Minute)); got["ghost"] != 5 {
+			t.Errorf("after a Set of the ghost, GetOrSetMany = %v, want its value", got)
+		}
+	})
+}

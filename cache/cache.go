@@ -212,7 +212,7 @@ func (c *Cache) read(ctx context.Context, key string, dst any, fresh bool) (foun
 	}
 	if len(b) > 0 && b[0] == EntryMagic[0] {
 		e, perr := ParseEntry(b)
-		if perr != nil || !e.freshAt(time.Now()) {
+		if perr != nil || e.Absent || !e.freshAt(time.Now()) {
 			return false, near, nil
 		}
 		if len(e.Tags) > 0 {

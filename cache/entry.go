@@ -24,7 +24,8 @@ import (
 //	    is 0 when lock is "-";
 //	  - flags is "-" or letters: "p", a placeholder that holds no value (a
 //	    load of a missing key is running); "s", a stale value served again by
-//	    fail-safe while fresh ones cannot be had; "t", a value written with
+//	    fail-safe while fresh ones cannot be had; "n", no value: the load
+//	    found none and CacheMisses keeps that known (no value bytes); "t", a value written with
 //	    tags, whose bytes start with a line of tags and their tokens, each
 //	    tag Go-quoted, "=", and the token the tag had when the value's
 //	    write (or load) began ("" when it had none), separated by spaces;
@@ -63,6 +64,10 @@ type Entry struct {
 	// Placeholder reports an entry that holds no value: a load of a missing
 	// key is running.
 	Placeholder bool
+	// Absent reports an entry that records that the key has no value: a
+	// GetOrSetMany's load left it out, and [CacheMisses] keeps that known
+	// for a while. It reads as missing.
+	Absent bool
 	// Stale reports a value past its freshness that fail-safe serves again
 	// while a fresh one cannot be had. [Cache.Get] never returns it.
 	Stale bool
@@ -131,6 +136,8 @@ func ParseEntry(b []byte) (Entry, error) {
 				e.Stale = true
 			case 't':
 				tagged = true
+			case 'n':
+				e.Absent = true
 			default:
 				return Entry{}, errEntryLayout
 			}
@@ -247,6 +254,9 @@ func (e Entry) appendFlags(dst []byte) []byte {
 	if len(e.Tags) > 0 && !e.Placeholder {
 		dst = append(dst, 't')
 	}
+	if e.Absent {
+		dst = append(dst, 'n')
+	}
 	if len(dst) == n {
 		dst = append(dst, '-')
 	}
@@ -254,7 +264,7 @@ func (e Entry) appendFlags(dst []byte) []byte {
 }
 
 func (e Entry) needsHeader() bool {
-	return e.header || !e.Created.IsZero() || !e.Fresh.IsZero() || e.Placeholder || e.Stale || e.Lock != "" || len(e.Tags) > 0 ||
+	return e.header || !e.Created.IsZero() || !e.Fresh.IsZero() || e.Placeholder || e.Stale || e.Absent || e.Lock != "" || len(e.Tags) > 0 ||
 		bytes.HasPrefix(e.Value, []byte(EntryMagic))
 }
 

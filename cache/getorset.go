@@ -82,6 +82,10 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 	if err != nil || e.header {
 		now = time.Now()
 	}
+	if err == nil && found && e.Absent && e.freshAt(now) {
+		c.stats.hits.add()
+		return zero, fmt.Errorf("cache: get or set %q: %w (known missing: CacheMisses)", key, ErrNotLoaded)
+	}
 	if err == nil && found && e.freshAt(now) {
 		// The hit path, kept apart from the rest so that its frame stays
 		// small.
@@ -146,7 +150,7 @@ func getOrSetSlow[T any](ctx context.Context, c *Cache, key string, ttl time.Dur
 		if c.tracing != nil {
 			trace.SpanFromContext(ctx).AddEvent("cache read failed", trace.WithAttributes(attribute.String("error.type", errorTypes[errorType(err)])))
 		}
-	case found && !e.Placeholder:
+	case found && !e.Placeholder && !e.Absent:
 		c.stats.misses.add()
 		if p.staleTTL > 0 {
 			stale = staleValue{e, true}
@@ -337,8 +341,12 @@ func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 	v, fromStore, panicked, err := callLoad(lctx, func(ctx context.Context) (any, bool, error) { return c.fetch(ctx, f, j) })
 	f.stopRenew()
 	if errors.Is(err, ErrNotLoaded) {
-		// The batch load left the key out: a miss, not a failure.
-		if f.token != "" {
+		// The batch load left the key out: a miss, not a failure, kept
+		// known for a while with CacheMisses.
+		if j.p.missTTL > 0 && c.writing() {
+			c.storeAbsent(lctx, f, j)
+			c.writes.Done()
+		} else if f.token != "" {
 			c.unlock(lctx, f)
 		}
 		c.finishFlight(f, fmt.Errorf("cache: load %q: %w", f.key, err), nil)
@@ -592,6 +600,19 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 		}
 	}
 	c.write(ctx, f, e, keep, j.p.staleTTL, "cache store of loaded value failed")
+}
+
+// storeAbsent stores that f's key has no value, for the job's missTTL,
+// unless f was invalidated (see storeLoaded).
+func (c *Cache) storeAbsent(ctx context.Context, f *flight, j *loadJob) {
+	ctx, done, ok := c.beginWrite(ctx, f)
+	defer done()
+	if !ok {
+		return
+	}
+	now := time.Now()
+	e := Entry{Absent: true, Created: now, Fresh: now.Add(j.p.missTTL)}
+	c.write(ctx, f, e, j.p.missTTL, 0, "cache store of a missing key failed")
 }
 
 // beginWrite starts a store for f, bounded by the cache's timeout, holding

@@ -112,6 +112,10 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, ttl time.
 	}
 	for _, r := range read {
 		key, e := r.key, r.e
+		if r.err == nil && r.found && e.Absent && e.freshAt(now) {
+			c.stats.hits.add() // known missing (CacheMisses): left out, not loaded
+			continue
+		}
 		if r.err == nil && r.found && e.freshAt(now) {
 			var v T
 			derr := c.decode(e.Value, &v, true)

@@ -21,7 +21,8 @@ type policy struct {
 	loadTimeout  time.Duration
 	hardTimeout  time.Duration
 	outcome      *Outcome
-	tags         []string // WithTags's: the loaded value is written with them
+	tags         []string      // WithTags's: the loaded value is written with them
+	missTTL      time.Duration // CacheMisses's: how long a key a batch load left out is known to be missing
 }
 
 // with returns p changed by opts, with its outcome reset to OutcomeNone.
@@ -102,6 +103,19 @@ func LoadHardTimeout(d time.Duration) GetOrSetOption {
 	return getOrSetOption{fmt.Sprintf("LoadHardTimeout(%s)", d), func(p *policy) {
 		if d >= 0 {
 			p.hardTimeout = d
+		}
+	}}
+}
+
+// CacheMisses makes a [GetOrSetMany] remember, for d, the keys its load
+// left out (they have no value): until d has passed they are left out of
+// its result without being loaded again, in every process on a shared
+// store, and read as missing by Get. A Set or Delete of such a key ends it
+// at once. 0 (the default) keeps nothing; a negative d is ignored.
+func CacheMisses(d time.Duration) GetOrSetOption {
+	return getOrSetOption{fmt.Sprintf("CacheMisses(%s)", d), func(p *policy) {
+		if d >= 0 {
+			p.missTTL = min(d, MaxTTL)
 		}
 	}}
 }

@@ -42,7 +42,7 @@ local function parse(v)
   local c, f, fl, lk, lu = string.match(string.sub(head, 1, nl - 1),
     '^\255ushka1 (%d+) (%d+) (%S+) (%S+) (%d+)$')
   if not c then return nil end
-  if fl ~= '-' and not string.match(fl, '^[pst]+$') then return nil end
+  if fl ~= '-' and not string.match(fl, '^[pstn]+$') then return nil end
   return {created = c, fresh = f, flags = fl, lock = lk, lockUntil = tonumber(lu),
     placeholder = string.find(fl, 'p', 1, true) ~= nil, nl = nl}
 end
