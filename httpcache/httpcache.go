@@ -134,7 +134,7 @@ func (h *handler) applies(r *http.Request) bool {
 	switch {
 	case r.Method != http.MethodGet && r.Method != http.MethodHead:
 		return false
-	case strings.Contains(r.Header.Get("Accept"), "text/event-stream"):
+	case slices.ContainsFunc(r.Header["Accept"], func(v string) bool { return strings.Contains(v, "text/event-stream") }):
 		return false // a stream of events: nothing to store, and it must not be buffered
 	}
 	// One pass over the fields, whatever their spelling (a request built
@@ -483,7 +483,7 @@ func ageValue(age time.Duration) []string {
 // If-Modified-Since) is satisfied by the stored response's ETag (or
 // Last-Modified).
 func notModified(r *http.Request, s *stored) bool {
-	if inm := r.Header.Get("If-None-Match"); inm != "" {
+	if inm := first(r.Header, "If-None-Match"); inm != "" {
 		etag := s.get("Etag")
 		if etag == "" {
 			return false
@@ -495,12 +495,22 @@ func notModified(r *http.Request, s *stored) bool {
 		}
 		return false
 	}
-	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
+	if ims := first(r.Header, "If-Modified-Since"); ims != "" {
 		lm, err1 := http.ParseTime(s.get("Last-Modified"))
 		since, err2 := http.ParseTime(ims)
 		return err1 == nil && err2 == nil && !lm.After(since)
 	}
 	return false
+}
+
+// first returns h's first value of k, k canonical, without canonicalising
+// k again as Get does on every call. A condition under another spelling (a
+// request built by hand) is not seen: the whole page is sent.
+func first(h http.Header, k string) string {
+	if v := h[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // recorder is the ResponseWriter a handler writes a page into: it keeps

@@ -70,7 +70,16 @@ func canonicalQuery(raw string) string {
 // their names in order.
 func canonical(raw string) bool {
 	prev := ""
-	for pair := range strings.SplitSeq(raw, "&") {
+	for raw != "" {
+		pair := raw
+		if i := strings.IndexByte(raw, '&'); i >= 0 {
+			pair, raw = raw[:i], raw[i+1:]
+			if raw == "" {
+				return false // a trailing '&'
+			}
+		} else {
+			raw = ""
+		}
 		name, _, ok := strings.Cut(pair, "=")
 		if !ok || name < prev {
 			return false
