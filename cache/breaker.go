@@ -356,6 +356,37 @@ func (b *breaker) paid() {
 	b.unanswered.Store(false)
 }
 
+// pastBreaker runs do, one call of the store (op, on key or "" for many),
+// through c's circuit breaker when it has one: refused at once while the
+// breaker is open, and counted for it otherwise.
+func (c *Cache) pastBreaker(ctx context.Context, op, key string, do func() error) error {
+	if c.brk == nil {
+		return do()
+	}
+	cl, err := c.brk.begin(ctx, op, key, true)
+	if err != nil {
+		return err
+	}
+	err = do()
+	c.brk.end(ctx, cl, err)
+	return err
+}
+
+// settleWrite records the outcome err of an invalidation of key (of every key
+// for all) begun at mark: a success supersedes what was queued for it
+// before; one whose outcome is unknown is queued to be replayed, and its
+// error says so.
+func (b *breaker) settleWrite(ctx context.Context, key string, all bool, mark uint64, err error) error {
+	switch {
+	case err == nil:
+		b.q.written(key, all, mark)
+	case unknown(ctx, err):
+		b.enqueue(key, all)
+		return fmt.Errorf("%w; queued, to be replayed when the backend answers", err)
+	}
+	return err
+}
+
 // unknown reports whether err, from a call on ctx, leaves it unknown
 // whether the store did what was asked: no answer came (an outage, the
 // timeout, a refusal by the breaker), or the caller stopped waiting.

@@ -262,9 +262,8 @@ func (c *Cache) holdMany(ctx context.Context, hits []taggedHit) ([]bool, error) 
 // otherwise.
 func (c *Cache) readMany(ctx context.Context, keys []string, fn func(i int, b []byte, found bool, err error)) {
 	if c.batcher != nil && c.borrow == nil {
-		c.brkMany(ctx, "get_many", keys, func(todo []string, index func(int) int) error {
-			c.batcher.GetMany(ctx, todo, func(i int, b []byte, found bool, err error) { fn(index(i), b, found, err) })
-			return nil
+		c.brkMany(ctx, "get_many", keys, func(todo []string, index []int) {
+			c.batcher.GetMany(ctx, todo, func(j int, b []byte, found bool, err error) { fn(at(index, j), b, found, err) })
 		}, func(i int, err error) { fn(i, nil, false, err) })
 		return
 	}
@@ -274,53 +273,44 @@ func (c *Cache) readMany(ctx context.Context, keys []string, fn func(i int, b []
 	}
 }
 
-// brkMany runs a call on many keys past the breaker, if c has one: keys
-// whose invalidation waits to be replayed read as missing in this process
-// and are left out (do receives the others, with a function from their
-// index there to their index in keys), reported through skip with a nil
-// error; a refused call reports every key through skip with its error.
+// brkMany runs a read of many keys past the breaker, if c has one. Keys
+// whose invalidation waits to be replayed read as missing in this process:
+// they are left out of the read (do receives the others and, for each,
+// its index in keys) and reported through skip with a nil error. A read
+// the breaker refuses reports every other key through skip with its error.
 func (c *Cache) brkMany(ctx context.Context, op string, keys []string,
-	do func(todo []string, index func(int) int) error, skip func(i int, err error)) {
-	if c.brk == nil {
-		_ = do(keys, func(i int) int { return i })
-		return
-	}
-	todo, index := keys, func(i int) int { return i }
-	if c.brk.q.len() > 0 {
-		var idx []int
-		todo = nil
+	do func(todo []string, index []int), skip func(i int, err error)) {
+	var todo []string
+	var index []int
+	if c.brk == nil || c.brk.q.len() == 0 {
+		todo = keys
+	} else {
 		for i, k := range keys {
-			if !c.brk.q.holds(k) {
-				todo = append(todo, k)
-				idx = append(idx, i)
+			if c.brk.q.holds(k) {
+				skip(i, nil)
+				continue
 			}
-		}
-		index = func(i int) int { return idx[i] }
-		if len(todo) < len(keys) {
-			// The keys left out are missing here: report them so.
-			left := make(map[int]bool, len(idx))
-			for _, i := range idx {
-				left[i] = true
-			}
-			for i := range keys {
-				if !left[i] {
-					skip(i, nil)
-				}
-			}
+			todo, index = append(todo, k), append(index, i)
 		}
 	}
 	if len(todo) == 0 {
 		return
 	}
-	cl, err := c.brk.begin(ctx, op, "", true)
-	if err != nil {
-		for i := range todo {
-			skip(index(i), err)
+	// do reports each key's outcome itself: an error here is the breaker's
+	// refusal, made before the store was asked.
+	if err := c.pastBreaker(ctx, op, "", func() error { do(todo, index); return nil }); err != nil {
+		for j := range todo {
+			skip(at(index, j), err)
 		}
-		return
 	}
-	err = do(todo, index)
-	c.brk.end(ctx, cl, err)
+}
+
+// at is index[j], or j when index is nil (the keys were all taken).
+func at(index []int, j int) int {
+	if index == nil {
+		return j
+	}
+	return index[j]
 }
 
 // SetMany stores each of items' values under its key for ttl, as
@@ -330,47 +320,25 @@ func (c *Cache) brkMany(ctx context.Context, op string, keys []string,
 // cannot be encoded, fails the whole call. A *[KeysError] names the keys
 // that could not be written when the others were.
 func (c *Cache) SetMany(ctx context.Context, items map[string]any, ttl time.Duration) error {
-	return c.setMany(ctx, len(items), func(yield func(string, any) bool) {
-		for k, v := range items {
-			if !yield(k, v) {
-				return
-			}
-		}
-	}, ttl)
+	return SetMany(ctx, c, items, ttl)
 }
 
 // SetMany stores items as [Cache.SetMany] does, from a map of one type.
 func SetMany[T any](ctx context.Context, c *Cache, items map[string]T, ttl time.Duration) error {
-	return c.setMany(ctx, len(items), func(yield func(string, any) bool) {
-		for k, v := range items {
-			if !yield(k, v) {
-				return
-			}
+	batch := make([]Item, 0, len(items))
+	for k, v := range items {
+		if err := c.check("set", k); err != nil {
+			return err
 		}
-	}, ttl)
-}
-
-func (c *Cache) setMany(ctx context.Context, n int, items func(yield func(string, any) bool), ttl time.Duration) error {
-	batch := make([]Item, 0, n)
-	var err error
-	items(func(k string, v any) bool {
-		if err = c.check("set", k); err != nil {
-			return false
+		if err := checkTTL(k, ttl); err != nil {
+			return err
 		}
-		if err = checkTTL(k, ttl); err != nil {
-			return false
-		}
-		var b []byte
-		if b, err = c.encode(v); err != nil {
+		b, err := c.encode(v)
+		if err != nil {
 			c.stats.errors.add()
-			err = fmt.Errorf("cache: set %q: encode %T: %w", k, v, err)
-			return false
+			return fmt.Errorf("cache: set %q: encode %T: %w", k, v, err)
 		}
 		batch = append(batch, Item{k, b})
-		return true
-	})
-	if err != nil {
-		return err
 	}
 	if ttl == 0 {
 		ttl = c.defaultTTL
@@ -380,16 +348,8 @@ func (c *Cache) setMany(ctx context.Context, n int, items func(yield func(string
 		keys[i] = it.Key
 		c.stopLoads(it.Key, false)
 	}
-	err = c.writeMany(ctx, "set", keys, func(todo []int) error {
-		if len(todo) == len(batch) {
-			return c.batcher.SetMany(ctx, batch, ttl)
-		}
-		part := make([]Item, len(todo))
-		for j, i := range todo {
-			part[j] = batch[i]
-		}
-		return c.batcher.SetMany(ctx, part, ttl)
-	}, func(i int) error { return c.store.Set(ctx, batch[i].Key, batch[i].Value, ttl) })
+	err := c.writeMany(ctx, "set", "set_many", keys, func() error { return c.batcher.SetMany(ctx, batch, ttl) },
+		func(i int) error { return c.store.Set(ctx, batch[i].Key, batch[i].Value, ttl) })
 	for _, k := range keys {
 		c.endInvalidation(k, false)
 	}
@@ -408,93 +368,65 @@ func (c *Cache) DeleteMany(ctx context.Context, keys []string) error {
 	for _, k := range keys {
 		c.stopLoads(k, false)
 	}
-	err := c.writeMany(ctx, "delete", keys, func(todo []int) error {
-		if len(todo) == len(keys) {
-			return c.batcher.DeleteMany(ctx, keys)
-		}
-		part := make([]string, len(todo))
-		for j, i := range todo {
-			part[j] = keys[i]
-		}
-		return c.batcher.DeleteMany(ctx, part)
-	}, func(i int) error { return c.store.Delete(ctx, keys[i]) })
+	err := c.writeMany(ctx, "delete", "delete_many", keys, func() error { return c.batcher.DeleteMany(ctx, keys) },
+		func(i int) error { return c.store.Delete(ctx, keys[i]) })
 	for _, k := range keys {
 		c.endInvalidation(k, false)
 	}
 	return err
 }
 
-// writeMany writes keys (a Set or Delete of each, op): through the store's
-// Batcher past the breaker, batch receiving the indexes of the keys to
-// write, or key by key with one (already past the breaker) otherwise. It
-// counts, queues what failed with its outcome unknown (as a single write
-// does), and returns a *KeysError naming the keys that failed.
-func (c *Cache) writeMany(ctx context.Context, op string, keys []string, batch func(todo []int) error, one func(i int) error) error {
+// writeMany writes keys (a Set or Delete of each, op in errors): with one
+// call of the store's Batcher, batch (call, for metrics and traces), past
+// the breaker, or key by key with one (each past the breaker already)
+// otherwise. It counts, queues what failed
+// with its outcome unknown (as a single write does), and returns a
+// *KeysError naming the keys that failed.
+func (c *Cache) writeMany(ctx context.Context, op, call string, keys []string, batch func() error, one func(i int) error) error {
 	if len(keys) == 0 {
 		return nil
 	}
 	errs := make(map[string]error)
-	fail := func(k string, err error) { errs[k] = fmt.Errorf("cache: %s %q: %w", op, k, err) }
+	note := func(k string, err error) {
+		if err != nil {
+			c.failed(ctx, err)
+			errs[k] = fmt.Errorf("cache: %s %q: %w", op, k, err)
+		} else {
+			c.countWrite(op)
+		}
+	}
 	if c.batcher == nil || c.borrow != nil {
 		for i, k := range keys {
-			if err := one(i); err != nil {
-				c.failed(ctx, err)
-				fail(k, err)
-			} else {
-				c.countWrite(op)
-			}
+			note(k, one(i))
 		}
 		return keysError(errs)
-	}
-	todo := make([]int, len(keys))
-	for i := range todo {
-		todo[i] = i
 	}
 	var mark uint64
 	if c.brk != nil {
 		mark = c.brk.q.mark()
 	}
-	err := func() error {
-		if c.brk == nil {
-			return batch(todo)
-		}
-		cl, err := c.brk.begin(ctx, op+"_many", "", true)
-		if err != nil {
-			return err
-		}
-		err = batch(todo)
-		c.brk.end(ctx, cl, err)
-		return err
-	}()
-	var ke *KeysError
-	partial := errors.As(err, &ke)
+	err := c.pastBreaker(ctx, call, "", batch)
+	ke, partial := errors.AsType[*KeysError](err)
 	for _, k := range keys {
 		kerr := err
 		if partial {
 			kerr = ke.Errs[k]
 		}
-		switch {
-		case kerr == nil:
-			if c.brk != nil {
-				c.brk.q.written(k, false, mark)
-			}
-			c.countWrite(op)
-			continue
-		case c.brk != nil && unknown(ctx, kerr):
-			c.brk.enqueue(k, false)
-			kerr = fmt.Errorf("%w; queued, to be replayed when the backend answers", kerr)
+		if c.brk != nil {
+			kerr = c.brk.settleWrite(ctx, k, false, mark, kerr)
 		}
-		c.failed(ctx, kerr)
-		fail(k, kerr)
+		note(k, kerr)
 	}
 	return keysError(errs)
 }
 
-// countWrite counts a write that succeeded.
+// countWrite counts a write that succeeded: a tag's token is bookkeeping,
+// not a value.
 func (c *Cache) countWrite(op string) {
-	if op == "delete" {
+	switch op {
+	case "delete":
 		c.stats.deletes.add()
-	} else {
+	case "set":
 		c.stats.sets.add()
 	}
 }

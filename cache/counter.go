@@ -66,19 +66,7 @@ func (c *Cache) Add(ctx context.Context, key string, value any, ttl time.Duratio
 	}
 	c.stopLoads(key, false)
 	defer c.endInvalidation(key, false)
-	err = c.atomic(ctx, "add", key, func(ctx context.Context) error {
-		if c.adder != nil {
-			added, err = c.adder.Add(ctx, key, b, ttl)
-			return err
-		}
-		_, found, err := c.store.Get(ctx, key)
-		if err != nil || found {
-			return err
-		}
-		added = true
-		return c.store.Set(ctx, key, b, ttl)
-	})
-	if err != nil {
+	if added, err = c.addBytes(ctx, key, b, ttl); err != nil {
 		c.failed(ctx, err)
 		return false, fmt.Errorf("cache: add %q: %w", key, err)
 	}
@@ -169,6 +157,24 @@ func ParseCounter(b []byte) (int64, error) { return intcounter.Parse(b) }
 // when the sum overflows an int64. It is for Counter implementations.
 func AddCounter(cur, delta int64) (int64, error) { return intcounter.Add(cur, delta) }
 
+// addBytes stores b under key for ttl unless the key is there: with the
+// store's Adder, or read then written under the front end's lock.
+func (c *Cache) addBytes(ctx context.Context, key string, b []byte, ttl time.Duration) (added bool, err error) {
+	err = c.atomic(ctx, "add", key, func(ctx context.Context) error {
+		if c.adder != nil {
+			added, err = c.adder.Add(ctx, key, b, ttl)
+			return err
+		}
+		_, found, err := c.store.Get(ctx, key)
+		if err != nil || found {
+			return err
+		}
+		added = true
+		return c.store.Set(ctx, key, b, ttl)
+	})
+	return added, err
+}
+
 var atomicSeed = maphash.MakeSeed()
 
 // atomic runs do, a read-modify-write of key (op): past the breaker when
@@ -191,11 +197,5 @@ func (c *Cache) atomic(ctx context.Context, op, key string, do func(context.Cont
 	if c.brk.q.holds(key) {
 		return sentinelf(ErrUnavailable, "%s: the key's invalidation waits to be replayed", c.brk.backend)
 	}
-	cl, err := c.brk.begin(ctx, op, key, true)
-	if err != nil {
-		return err
-	}
-	err = do(ctx)
-	c.brk.end(ctx, cl, err)
-	return err
+	return c.pastBreaker(ctx, op, key, func() error { return do(ctx) })
 }

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"context"
-	"fmt"
 	"reflect"
 	"time"
 )
@@ -63,14 +62,7 @@ func (g *guard) write(ctx context.Context, op, key string, all bool, do func() e
 		err = do()
 		g.b.end(ctx, cl, err)
 	}
-	switch {
-	case err == nil:
-		g.b.q.written(key, all, mark)
-	case unknown(ctx, err):
-		g.b.enqueue(key, all)
-		return fmt.Errorf("%w; queued, to be replayed when the backend answers", err)
-	}
-	return err
+	return g.b.settleWrite(ctx, key, all, mark, err)
 }
 
 // enqueue queues an invalidation and makes sure the prober runs to replay
@@ -98,16 +90,7 @@ func (g *guard) Close() error { return g.s.Close() }
 // it invalidates nothing (a load that an invalidation overtook is never
 // stored), so the store holds nothing this process has to remove.
 func (c *Cache) setLoaded(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	if c.brk == nil {
-		return c.store.Set(ctx, key, value, ttl)
-	}
-	cl, err := c.brk.begin(ctx, "set", key, true)
-	if err != nil {
-		return err
-	}
-	err = c.inner.Set(ctx, key, value, ttl)
-	c.brk.end(ctx, cl, err)
-	return err
+	return c.pastBreaker(ctx, "set", key, func() error { return c.inner.Set(ctx, key, value, ttl) })
 }
 
 // Ping implements [Pinger] through the breaker: an open breaker answers at

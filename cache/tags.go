@@ -102,47 +102,22 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 	for i, t := range tags {
 		items[i] = Item{TagKeyPrefix + t, token}
 	}
-	var err error
-	switch {
-	case c.batcher != nil && c.borrow == nil:
-		err = c.batchCall(ctx, "set_many", func() error { return c.batcher.SetMany(ctx, items, TagLifetime) })
-		if err != nil && c.brk != nil && unknown(ctx, err) {
-			// Queued as Deletes of the tokens, replayed before this process
-			// reads the store again: a token that is gone matches nothing,
-			// which invalidates the tag as a new one does. Meanwhile the
-			// tags read as invalidated here.
-			for _, it := range items {
-				c.brk.enqueue(it.Key, false)
-			}
-			err = fmt.Errorf("%w; queued, to be replayed when the backend answers", err)
-		}
-	default:
-		for _, it := range items {
-			if err = c.store.Set(ctx, it.Key, it.Value, TagLifetime); err != nil {
-				break
-			}
-		}
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = it.Key
 	}
+	// A write of the tokens whose outcome is unknown is queued as their
+	// Deletes (as any failed Set is), replayed before this process reads
+	// the store again: a token that is gone matches nothing, which
+	// invalidates the tag as a new one does; meanwhile the tags read as
+	// invalidated here.
+	err := c.writeMany(ctx, "invalidate tag", "set_many", keys, func() error { return c.batcher.SetMany(ctx, items, TagLifetime) },
+		func(i int) error { return c.store.Set(ctx, items[i].Key, items[i].Value, TagLifetime) })
 	c.stopTagLoads(tags) // the loads that began while the tokens changed may have read the old ones
 	if err != nil {
-		c.failed(ctx, err)
-		return fmt.Errorf("cache: invalidate tags %q: %w", tags, err)
+		return fmt.Errorf("cache: invalidate tags %q: %w", tags, err) // counted per token by writeMany
 	}
 	return nil
-}
-
-// batchCall runs do, a call of the store's Batcher, past the breaker.
-func (c *Cache) batchCall(ctx context.Context, op string, do func() error) error {
-	if c.brk == nil {
-		return do()
-	}
-	cl, err := c.brk.begin(ctx, op, "", true)
-	if err != nil {
-		return err
-	}
-	err = do()
-	c.brk.end(ctx, cl, err)
-	return err
 }
 
 // stopTagLoads makes the flights loading values with any of tags
@@ -195,20 +170,7 @@ func (c *Cache) writeTokens(ctx context.Context, tags []string) ([]TagToken, err
 			continue
 		}
 		key, token := TagKeyPrefix+tokens[i].Tag, newToken()
-		var added bool
-		err := c.atomic(ctx, "add", key, func(ctx context.Context) error {
-			if c.adder != nil {
-				var err error
-				added, err = c.adder.Add(ctx, key, []byte(token), TagLifetime)
-				return err
-			}
-			_, found, err := c.store.Get(ctx, key)
-			if err != nil || found {
-				return err
-			}
-			added = true
-			return c.store.Set(ctx, key, []byte(token), TagLifetime)
-		})
+		added, err := c.addBytes(ctx, key, []byte(token), TagLifetime)
 		if err != nil {
 			return nil, err
 		}

@@ -25,11 +25,11 @@ import (
 // only allocate them. Those that record get theirs with SetAttributes.
 type tracing struct {
 	tracer trace.Tracer
-	keys   bool                           // WithTracedKeys: put the key on spans
-	attrs  []attribute.KeyValue           // the cache's own: name, backend, db.system.name
-	calls  map[string]callSpan            // per operation: the span's name and attributes
-	client []trace.SpanStartOption        // a call's: a client span
-	result map[Outcome]attribute.KeyValue // cache.result, by outcome
+	keys   bool                                 // WithTracedKeys: put the key on spans
+	attrs  []attribute.KeyValue                 // the cache's own: name, backend, db.system.name
+	calls  map[string]callSpan                  // per operation: the span's name and attributes
+	client []trace.SpanStartOption              // a call's: a client span
+	result [OutcomeStale + 1]attribute.KeyValue // cache.result, by outcome
 }
 
 // callSpan is the name and the attributes of the span of a call to the
@@ -68,7 +68,7 @@ func (c *Cache) startTracing(attrs []attribute.KeyValue) {
 		attrs:  attrs,
 		calls:  make(map[string]callSpan, len(operations)),
 		client: []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)},
-		result: map[Outcome]attribute.KeyValue{
+		result: [...]attribute.KeyValue{
 			OutcomeHit:    attribute.String("cache.result", "hit"),
 			OutcomeLoaded: attribute.String("cache.result", "miss"),
 			OutcomeStale:  attribute.String("cache.result", "stale"),
