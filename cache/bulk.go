@@ -249,7 +249,7 @@ func (c *Cache) holdMany(ctx context.Context, hits []taggedHit) ([]bool, error) 
 	for i, h := range hits {
 		out[i] = true
 		for _, t := range h.e.Tags {
-			if cur := now[t.Tag]; cur == "" || cur != t.Token {
+			if !sameToken([]byte(now[t.Tag]), t.Token) {
 				out[i] = false
 			}
 		}

@@ -197,7 +197,7 @@ func (c *Cache) tagTokens(ctx context.Context, tags []string) ([]TagToken, error
 	for i, t := range tags {
 		out[i].Tag = t
 	}
-	if len(tags) == 1 || c.nearOn() || c.borrow != nil || c.batcher == nil {
+	if len(tags) == 1 || c.nearOn() { // readMany would read the near cache's keys from Redis
 		for i, t := range tags {
 			b, found, _, err := c.raw(ctx, TagKeyPrefix+t)
 			if err != nil {
@@ -228,20 +228,28 @@ func (c *Cache) tagTokens(ctx context.Context, tags []string) ([]TagToken, error
 // tagsHold reports whether every tag of e still has the token e recorded:
 // whether no InvalidateTags of them came since e's write began.
 func (c *Cache) tagsHold(ctx context.Context, e Entry) (bool, error) {
-	tags := make([]string, len(e.Tags))
-	for i, t := range e.Tags {
-		tags[i] = t.Tag
+	if len(e.Tags) > 1 && !c.nearOn() {
+		hold, err := c.holdMany(ctx, []taggedHit{{e: e}}) // one read of every token
+		return err == nil && hold[0], err
 	}
-	now, err := c.tagTokens(ctx, tags)
-	if err != nil {
-		return false, err
-	}
-	for i, t := range e.Tags {
-		if now[i].Token == "" || now[i].Token != t.Token {
-			return false, nil // a missing token matches nothing: see writeTokens
+	// A tag at a time, from the near cache when it holds the token:
+	// compared where it lies, without copying it out.
+	for _, t := range e.Tags {
+		b, found, _, err := c.raw(ctx, TagKeyPrefix+t.Tag)
+		if err != nil {
+			return false, err
+		}
+		if !found || !sameToken(b, t.Token) {
+			return false, nil
 		}
 	}
 	return true, nil
+}
+
+// sameToken reports whether a token read, cur, is the one recorded: a
+// missing or empty token matches nothing (see writeTokens).
+func sameToken(cur []byte, recorded string) bool {
+	return len(cur) > 0 && string(cur) == recorded
 }
 
 // tagged returns b as a tagged entry of key, with the tokens tags have
