@@ -15,6 +15,7 @@ package memory
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/ushka-go/ushka/cache"
@@ -70,6 +71,18 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, bool, error) {
 func (s *Store) Borrow(ctx context.Context, key string) ([]byte, bool, error) {
 	return s.s.Borrow(ctx, key)
 }
+
+// BorrowEntry is Borrow, with the time the entry expires (the zero time
+// when it never does). [cache.Cache.Vouch] uses it.
+func (s *Store) BorrowEntry(ctx context.Context, key string) ([]byte, time.Time, bool, error) {
+	return s.s.BorrowEntry(ctx, key)
+}
+
+// Version returns the two counters whose sum changes with every write to
+// key (or to every key: Clear, Close) completed after they are read, so
+// that [cache.Cache.Vouch] can tell that a value read is still the stored
+// one without reading it again. They must only be read.
+func (s *Store) Version(key string) (shard, all *atomic.Uint64) { return s.s.Version(key) }
 
 // Set implements [cache.Store].
 func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Duration) error {

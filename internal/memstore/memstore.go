@@ -9,9 +9,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -67,8 +69,67 @@ type entry struct {
 
 // Store is an in-process Store. Its zero value is not usable; call New.
 type Store struct {
-	c      *otter.Cache[string, entry]
-	closed atomic.Bool
+	c        *otter.Cache[string, entry]
+	closed   atomic.Bool
+	versions versions
+}
+
+// versionShards is how many counters share the keys' writes: a key's
+// counter changes with the writes of 1/versionShards of the keys.
+const versionShards = 1024
+
+// BookkeepingPrefix starts the keys that the front end keeps for itself
+// (cache.TagKeyPrefix, the tags' tokens): a write to one may change what
+// any other key reads as, so it counts as a write to every key.
+const BookkeepingPrefix = "__ushka_"
+
+// versions counts the store's writes, by shard of keys and for all keys
+// (Clear, Close, and writes to bookkeeping keys), so that a reader can tell
+// cheaply that nothing was written to a key since it read it (Version).
+type versions struct {
+	seed   maphash.Seed
+	all    atomic.Uint64
+	shards [versionShards]atomic.Uint64
+}
+
+// wrote counts a write to key, after it is done: a reader that read the
+// counters before the write finds them changed.
+func (v *versions) wrote(key string) {
+	if strings.HasPrefix(key, BookkeepingPrefix) {
+		v.all.Add(1)
+		return
+	}
+	v.shard(key).Add(1)
+}
+
+func (v *versions) shard(key string) *atomic.Uint64 {
+	return &v.shards[maphash.String(v.seed, key)%versionShards]
+}
+
+// Version returns the two counters whose sum changes with every write to
+// key that completes after they are read: one shared by key's shard of
+// keys, one by every key (Clear, Close, and writes to the keys under
+// BookkeepingPrefix). A reader reads them, then the entry; if the sum is
+// the same later, the entry it read is still the stored one (unless it
+// expired). They must only be read.
+func (s *Store) Version(key string) (shard, all *atomic.Uint64) {
+	return s.versions.shard(key), &s.versions.all
+}
+
+// BorrowEntry is Borrow, with the time the entry expires (the zero time
+// when it never does), in the store's clock.
+func (s *Store) BorrowEntry(_ context.Context, key string) ([]byte, time.Time, bool, error) {
+	if s.closed.Load() {
+		return nil, time.Time{}, false, errs.ErrClosed
+	}
+	e, ok := s.c.GetEntry(key)
+	if !ok {
+		return nil, time.Time{}, false, nil
+	}
+	if e.Value.ttl <= 0 {
+		return e.Value.data, time.Time{}, true, nil
+	}
+	return e.Value.data, e.ExpiresAt(), true, nil
 }
 
 // New returns an empty Store bounded by o.
@@ -99,7 +160,9 @@ func New(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("memstore: %w", err)
 	}
-	return &Store{c: c}, nil
+	st := &Store{c: c}
+	st.versions.seed = maphash.MakeSeed()
+	return st, nil
 }
 
 // weigh is the heap an entry holds: its overhead in otter plus the memory
@@ -196,6 +259,7 @@ func (s *Store) Set(_ context.Context, key string, value []byte, ttl time.Durati
 		return errs.ErrClosed
 	}
 	s.c.Set(key, entry{data: value, ttl: ttl})
+	s.versions.wrote(key)
 	return nil
 }
 
@@ -206,6 +270,9 @@ func (s *Store) Add(_ context.Context, key string, value []byte, ttl time.Durati
 		return false, errs.ErrClosed
 	}
 	_, added := s.c.SetIfAbsent(key, entry{data: value, ttl: ttl})
+	if added {
+		s.versions.wrote(key)
+	}
 	return added, nil
 }
 
@@ -239,6 +306,9 @@ func (s *Store) Increment(_ context.Context, key string, delta int64, ttl time.D
 		}
 		return entry{data: strconv.AppendInt(nil, n, 10), ttl: ttl}, otter.WriteOp
 	})
+	if err == nil {
+		s.versions.wrote(key)
+	}
 	return n, err
 }
 
@@ -248,6 +318,7 @@ func (s *Store) Delete(_ context.Context, key string) error {
 		return errs.ErrClosed
 	}
 	s.c.Invalidate(key)
+	s.versions.wrote(key)
 	return nil
 }
 
@@ -257,6 +328,7 @@ func (s *Store) Clear(context.Context) error {
 		return errs.ErrClosed
 	}
 	s.c.InvalidateAll()
+	s.versions.all.Add(1)
 	return nil
 }
 
@@ -267,6 +339,7 @@ func (s *Store) Close() error {
 	}
 	s.c.StopAllGoroutines()
 	s.c.InvalidateAll()
+	s.versions.all.Add(1)
 	return nil
 }
 
