@@ -1,6 +1,9 @@
 package cache
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // WaitIdle lets tests wait until every load has ended and every loaded
 // value's store has landed or failed.
@@ -18,3 +21,6 @@ func (c *Cache) RefreshFailsLen() int {
 	defer c.refreshMu.Unlock()
 	return len(c.refreshFails)
 }
+
+// CurrentAt is Current as it would answer at now.
+func (s *Stamp) CurrentAt(now time.Time) bool { return s.currentAfter(now.Sub(s.made)) }

@@ -20,8 +20,9 @@ type Stamp struct {
 	c     *Cache
 	shard *atomic.Uint64 // the counters of the key's writes, as the store keeps them
 	all   *atomic.Uint64
-	sum   uint64    // their sum before the value was read
-	until time.Time // when the value stops being a fresh hit: its expiry, its freshness, or an early refresh
+	sum   uint64        // their sum before the value was read
+	made  time.Time     // when Vouch made it, with the monotonic clock's reading
+	life  time.Duration // from made until the value stops being a fresh hit: its expiry, its freshness, or an early refresh
 }
 
 // versioner is implemented by an in-process store that counts its writes
@@ -90,16 +91,27 @@ func (c *Cache) Vouch(key string, value SharedBytes, opts ...GetOrSetOption) (s 
 	if !now.Before(until) {
 		return Stamp{}, false
 	}
-	return Stamp{c: c, shard: shard, all: all, sum: sum, until: until}, true
+	return Stamp{c: c, shard: shard, all: all, sum: sum, made: now, life: until.Sub(now)}, true
 }
 
 // Current reports whether the value s vouches for is still what a
-// [GetOrSet] of its key would return at now as a fresh hit: no write has
+// [GetOrSet] of its key would return now as a fresh hit: no write has
 // reached the key since it was read, its freshness has not run out, it is
-// not due for an early refresh, and the cache is open. A true answer counts
-// as a hit of the cache, as the read it saves would have.
-func (s *Stamp) Current(now time.Time) bool {
-	if s.c == nil || s.shard.Load()+s.all.Load() != s.sum || !now.Before(s.until) || s.c.closed.Load() {
+// not due for an early refresh, and the cache is open. elapsed is how long
+// ago [Cache.Vouch] made s, by the monotonic clock (one reading of it,
+// which a caller can use rather than read the clock again). A true answer
+// counts as a hit of the cache, as the read it saves would have.
+func (s *Stamp) Current() (elapsed time.Duration, ok bool) {
+	if s.c == nil {
+		return 0, false
+	}
+	elapsed = time.Since(s.made)
+	return elapsed, s.currentAfter(elapsed)
+}
+
+// currentAfter is Current, elapsed after s was made.
+func (s *Stamp) currentAfter(elapsed time.Duration) bool {
+	if s.c == nil || s.shard.Load()+s.all.Load() != s.sum || elapsed >= s.life || s.c.closed.Load() {
 		return false
 	}
 	s.c.stats.hits.add()

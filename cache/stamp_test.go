@@ -42,7 +42,7 @@ func vouched(t *testing.T, c *cache.Cache, key string, ttl time.Duration, opts .
 	if !ok {
 		t.Fatalf("Vouch(%q) of the value just read: not vouched", key)
 	}
-	if !s.Current(time.Now()) {
+	if !s.CurrentAt(time.Now()) {
 		t.Fatalf("a stamp just made is not current")
 	}
 	return s
@@ -92,7 +92,7 @@ func TestStampEndsWithEveryWrite(t *testing.T) {
 			if err := w.do(t.Context(), c); err != nil {
 				t.Fatal(err)
 			}
-			current := s.Current(time.Now())
+			current := s.CurrentAt(time.Now())
 			if w.name == "Increment" {
 				// A refused Increment writes nothing: the stamp may stand.
 				return
@@ -112,17 +112,17 @@ func TestStampEndsWithTime(t *testing.T) {
 		c := newCache(t)
 		now := time.Now()
 		s := vouched(t, c, "k", time.Minute)
-		if !s.Current(now.Add(59 * time.Second)) {
+		if !s.CurrentAt(now.Add(59 * time.Second)) {
 			t.Error("not current within the ttl")
 		}
-		if s.Current(now.Add(time.Minute + time.Second)) {
+		if s.CurrentAt(now.Add(time.Minute + time.Second)) {
 			t.Error("current past the ttl")
 		}
 	})
 	t.Run("no ttl", func(t *testing.T) {
 		c := newCache(t)
 		s := vouched(t, c, "k", 0)
-		if !s.Current(time.Now().Add(100 * 24 * time.Hour)) {
+		if !s.CurrentAt(time.Now().Add(100 * 24 * time.Hour)) {
 			t.Error("a value without expiry is not current 100 days on")
 		}
 	})
@@ -134,10 +134,10 @@ func TestStampEndsWithTime(t *testing.T) {
 		if !ok {
 			t.Fatal("not vouched")
 		}
-		if !s.Current(now.Add(50 * time.Second)) {
+		if !s.CurrentAt(now.Add(50 * time.Second)) {
 			t.Error("not current while fresh")
 		}
-		if s.Current(now.Add(time.Minute + time.Second)) {
+		if s.CurrentAt(now.Add(time.Minute + time.Second)) {
 			t.Error("current past its freshness: fail-safe's stale value is GetOrSet's to serve")
 		}
 	})
@@ -149,10 +149,10 @@ func TestStampEndsWithTime(t *testing.T) {
 		if !ok {
 			t.Fatal("not vouched")
 		}
-		if !s.Current(now.Add(20 * time.Second)) {
+		if !s.CurrentAt(now.Add(20 * time.Second)) {
 			t.Error("not current before the refresh is due")
 		}
-		if s.Current(now.Add(31 * time.Second)) {
+		if s.CurrentAt(now.Add(31 * time.Second)) {
 			t.Error("current once an early refresh is due: GetOrSet would start it")
 		}
 	})
@@ -202,7 +202,7 @@ func TestVouchRefuses(t *testing.T) {
 		if err := c.InvalidateTags(ctx, "t"); err != nil {
 			t.Fatal(err)
 		}
-		if s.Current(time.Now()) {
+		if s.CurrentAt(time.Now()) {
 			t.Error("the stamp of a tagged value is current after its tag's invalidation")
 		}
 		if _, ok := c.Vouch("k", b); ok {
@@ -229,7 +229,7 @@ func TestVouchRefuses(t *testing.T) {
 	})
 	t.Run("the zero Stamp", func(t *testing.T) {
 		var s cache.Stamp
-		if s.Current(time.Now()) {
+		if s.CurrentAt(time.Now()) {
 			t.Error("the zero Stamp is current")
 		}
 	})
@@ -253,7 +253,7 @@ func TestStampCountsHits(t *testing.T) {
 	s := vouched(t, c, "k", time.Minute) // one GetOrSet hit, one Current
 	before := c.Stats().Hits
 	for range 3 {
-		s.Current(time.Now())
+		s.CurrentAt(time.Now())
 	}
 	if got := c.Stats().Hits - before; got != 3 {
 		t.Errorf("3 current stamps counted %d hits, want 3", got)
@@ -284,7 +284,7 @@ func TestStampNeverOutlivesAWrite(t *testing.T) {
 				default:
 				}
 				w := written.Load() // Set(w) has returned
-				if have >= 0 && s.Current(time.Now()) {
+				if _, current := s.Current(); have >= 0 && current {
 					if have < w {
 						violations.Add(1)
 					}

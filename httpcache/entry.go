@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 	"unsafe"
+
+	"github.com/ushka-go/ushka/cache"
 )
 
 // What the cache holds under a page's key: a response, a Vary marker (the
@@ -41,57 +43,8 @@ type stored struct {
 	header    http.Header
 	rawHeader []byte // "Key: value\r\n" lines, when header is nil
 	body      []byte
-	vary      []string // kindVary: the request headers the response varies on
-}
-
-// eachHeader calls fn with each of s's header fields.
-func (s *stored) eachHeader(fn func(k, v string)) {
-	if s.header != nil {
-		for k, vs := range s.header {
-			for _, v := range vs {
-				fn(k, v)
-			}
-		}
-		return
-	}
-	for rest := s.rawHeader; len(rest) > 0; {
-		line := rest
-		if i := bytes.Index(rest, []byte("\r\n")); i >= 0 {
-			line, rest = rest[:i], rest[i+2:]
-		} else {
-			rest = nil
-		}
-		if k, v, ok := bytes.Cut(line, []byte(": ")); ok {
-			fn(view(k), view(v))
-		}
-	}
-}
-
-// fields returns how many header fields s has.
-func (s *stored) fields() int {
-	if s.header != nil {
-		n := 0
-		for _, vs := range s.header {
-			n += len(vs)
-		}
-		return n
-	}
-	return bytes.Count(s.rawHeader, []byte("\r\n"))
-}
-
-// get returns s's first value of the header field k (canonical).
-func (s *stored) get(k string) string {
-	if s.header != nil {
-		return s.header.Get(k)
-	}
-	var out string
-	found := false
-	s.eachHeader(func(hk, v string) {
-		if !found && hk == k {
-			out, found = v, true
-		}
-	})
-	return out
+	vary      []string          // kindVary: the request headers the response varies on
+	raw       cache.SharedBytes // the entry it was decoded from, when read from the cache
 }
 
 // view returns b as a string without copying it: b is part of an entry's
@@ -172,7 +125,7 @@ func decode(b []byte) (stored, error) {
 		default:
 			return stored{}, errLayout
 		}
-		return stored{kind: kindResponse, status: status, created: time.UnixMilli(ms), fresh: time.UnixMilli(fresh), rawHeader: head, body: body}, nil
+		return stored{kind: kindResponse, status: status, created: time.UnixMilli(ms), fresh: time.UnixMilli(fresh), rawHeader: head, body: body, raw: cache.SharedBytes(b)}, nil
 	}
 	return stored{}, errLayout
 }

@@ -82,15 +82,23 @@ func Middleware(c *cache.Cache, o Options) func(next http.Handler) http.Handler 
 }
 
 type handler struct {
-	c    *cache.Cache
-	o    Options
-	next http.Handler
+	c     *cache.Cache
+	o     Options
+	next  http.Handler
+	ready readyTable // pages ready to write, while the cache vouches for them
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.applies(r) {
 		h.pass(w, r)
 		return
+	}
+	if rd := h.ready.find(r); rd != nil {
+		if elapsed, ok := rd.stamp.Current(); ok {
+			rd.write(w, r, "HIT", rd.age+elapsed)
+			return
+		}
+		h.ready.drop(r, rd)
 	}
 	key := Key(r)
 	var variant []string // the Vary marker's names, once key is a variant's
@@ -105,7 +113,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.pass(w, r) // the cache failed, or a HEAD found nothing: the handler answers
 			return
 		case own != nil:
-			writeResponse(w, r, own, "MISS", 0) // this request's own run, not stored
+			newPage(own).write(w, r, "MISS", 0) // this request's own run, not stored
 			return
 		}
 		switch {
@@ -118,7 +126,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			case now.After(s.fresh):
 				state = "STALE" // past its ttl: fail-safe served it
 			}
-			writeResponse(w, r, &s, state, now.Sub(s.created))
+			p := newPage(&s)
+			if state == "HIT" && variant == nil {
+				h.ready.keep(h.c, r, key, s.raw, p)
+			}
+			p.write(w, r, state, now.Sub(s.created))
 			return
 		case s.kind == kindVary && variant == nil:
 			key, variant = variantKey(key, r, s.vary), s.vary
@@ -425,84 +437,6 @@ func varyOn(h http.Header) []string {
 	return names
 }
 
-// writeResponse writes a stored response to w for r, with X-Cache and Age,
-// answering a conditional request it satisfies with 304.
-func writeResponse(w http.ResponseWriter, r *http.Request, s *stored, state string, age time.Duration) {
-	dst := w.Header()
-	vals := make([]string, 0, s.fields()) // one array for every field's value
-	s.eachHeader(func(k, v string) {
-		vals = append(vals, v)
-		if old := dst[k]; len(old) > 0 {
-			dst[k] = append(old, v)
-		} else {
-			dst[k] = vals[len(vals)-1 : len(vals) : len(vals)]
-		}
-	})
-	dst["X-Cache"] = xCache[state]
-	if state != "MISS" {
-		dst["Age"] = ageValue(age)
-	}
-	if s.status == http.StatusOK && notModified(r, s) {
-		for _, k := range []string{"Content-Length", "Content-Type", "Content-Encoding"} {
-			dst.Del(k)
-		}
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	if dst.Get("Content-Length") == "" && s.status != http.StatusNoContent {
-		dst.Set("Content-Length", strconv.Itoa(len(s.body)))
-	}
-	w.WriteHeader(s.status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(s.body)
-	}
-}
-
-// xCache are the values of X-Cache, made once: a slice of one with no room
-// to grow, so that a later append copies it.
-var xCache = map[string][]string{"HIT": {"HIT"}, "MISS": {"MISS"}, "STALE": {"STALE"}}
-
-// ages are the values of Age for the first ten minutes, made once.
-var ages = func() [][]string {
-	a := make([][]string, 600)
-	for i := range a {
-		a[i] = []string{strconv.Itoa(i)}
-	}
-	return a
-}()
-
-// ageValue is the Age header of a page age old, in whole seconds.
-func ageValue(age time.Duration) []string {
-	if s := int64(max(age, 0) / time.Second); s < int64(len(ages)) {
-		return ages[s]
-	}
-	return []string{strconv.FormatInt(int64(age/time.Second), 10)}
-}
-
-// notModified reports whether r's If-None-Match (or, without it, its
-// If-Modified-Since) is satisfied by the stored response's ETag (or
-// Last-Modified).
-func notModified(r *http.Request, s *stored) bool {
-	if inm := first(r.Header, "If-None-Match"); inm != "" {
-		etag := s.get("Etag")
-		if etag == "" {
-			return false
-		}
-		for _, t := range strings.Split(inm, ",") {
-			if t = strings.TrimSpace(t); t == "*" || strings.TrimPrefix(t, "W/") == strings.TrimPrefix(etag, "W/") {
-				return true
-			}
-		}
-		return false
-	}
-	if ims := first(r.Header, "If-Modified-Since"); ims != "" {
-		lm, err1 := http.ParseTime(s.get("Last-Modified"))
-		since, err2 := http.ParseTime(ims)
-		return err1 == nil && err2 == nil && !lm.After(since)
-	}
-	return false
-}
-
 // first returns h's first value of k, k canonical, without canonicalising
 // k again as Get does on every call. A condition under another spelling (a
 // request built by hand) is not seen: the whole page is sent.
@@ -558,7 +492,7 @@ func (rec *recorder) Write(p []byte) (int, error) {
 				dst[k] = v
 			}
 			dst.Del("Content-Length") // unknown to the cache; the server chunks
-			dst["X-Cache"] = xCache["MISS"]
+			dst["X-Cache"] = []string{"MISS"}
 			l.w.WriteHeader(rec.status)
 			_, _ = l.w.Write(rec.body.Bytes())
 			l.streamed = true
