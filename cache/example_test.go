@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -147,4 +148,33 @@ func ExampleWithTracerProvider() {
 	// Output:
 	// cache.load
 	// cache.GetOrSet
+}
+
+// A parsed form of a cached value, kept while the cache vouches that the
+// value is still the stored one: no parse and no read of the cache per
+// use, and a Delete (or any write of the key) is seen at once.
+func ExampleCache_Vouch() {
+	ctx := context.Background()
+	c, err := cache.Open(ctx, cache.Config{Enabled: true}) // in_memory
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	_ = c.Set(ctx, "greeting", cache.SharedBytes("hello"), time.Minute)
+
+	b, _, _ := cache.Get[cache.SharedBytes](ctx, c, "greeting")
+	stamp, ok := c.Vouch("greeting", b)
+	parsed := strings.ToUpper(string(b)) // the form worth keeping
+	fmt.Println(ok, parsed)
+
+	if _, ok := stamp.Current(); ok {
+		fmt.Println("kept form still good:", parsed)
+	}
+	_ = c.Delete(ctx, "greeting")
+	_, ok = stamp.Current()
+	fmt.Println("after Delete:", ok)
+	// Output:
+	// true HELLO
+	// kept form still good: HELLO
+	// after Delete: false
 }

@@ -69,6 +69,12 @@ var cacheable = map[int]bool{200: true, 203: true, 204: true, 300: true, 301: tr
 // Middleware returns middleware that caches next's GET responses in c
 // (and serves HEAD requests from them), with o: wrap one route, or a whole
 // mux. X-Cache says HIT, MISS or STALE; Age how old a stored page is.
+//
+// On a cache whose store is in this process (in_memory), each handler it
+// returns keeps the pages it has read ready to write, per request target,
+// while c vouches that they are still the stored ones ([cache.Stamp]): a
+// HIT then costs neither a key nor a read of the cache, and any write of
+// the page's key, its expiry or a due early refresh ends it.
 func Middleware(c *cache.Cache, o Options) func(next http.Handler) http.Handler {
 	if o.TTL <= 0 {
 		o.TTL = DefaultTTL
@@ -89,16 +95,16 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !h.applies(r) {
-		h.pass(w, r)
-		return
-	}
-	if rd := h.ready.find(r); rd != nil {
+	if rd := h.ready.find(r); rd != nil && h.readyApplies(r) {
 		if elapsed, ok := rd.stamp.Current(); ok {
 			rd.write(w, r, "HIT", rd.age+elapsed)
 			return
 		}
 		h.ready.drop(r, rd)
+	}
+	if !h.applies(r) {
+		h.pass(w, r)
+		return
 	}
 	key := Key(r)
 	var variant []string // the Vary marker's names, once key is a variant's
@@ -163,11 +169,41 @@ func (h *handler) applies(r *http.Request) bool {
 		case 13:
 			bar = !h.o.CacheAuthorized && strings.EqualFold(k, "Authorization")
 		}
-		if bar && slices.ContainsFunc(vs, func(v string) bool { return v != "" }) {
+		if bar && nonEmpty(vs) {
 			return false
 		}
 	}
 	return true
+}
+
+// readyApplies is applies for a request that a ready page would answer,
+// reading the fields by key rather than going through them all: under
+// their canonical keys, as Go's HTTP servers write them, and the
+// credentials under their lower-case ones too. A field under another
+// spelling is not seen here, and the ready page is served: the page is one
+// the cache holds for requests without credentials, and a handler reading
+// the request through net/http (r.Cookie, Header.Get) would not see such a
+// field either. What is stored is decided by applies, which sees every
+// spelling.
+func (h *handler) readyApplies(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	hd := r.Header
+	if len(hd) == 0 {
+		return true
+	}
+	if nonEmpty(hd["Range"]) || nonEmpty(hd["Upgrade"]) ||
+		(!h.o.CacheCookieRequests && (nonEmpty(hd["Cookie"]) || nonEmpty(hd["cookie"]))) ||
+		(!h.o.CacheAuthorized && (nonEmpty(hd["Authorization"]) || nonEmpty(hd["authorization"]))) {
+		return false
+	}
+	return !slices.ContainsFunc(hd["Accept"], func(v string) bool { return strings.Contains(v, "text/event-stream") })
+}
+
+// nonEmpty reports whether vs holds a value other than "".
+func nonEmpty(vs []string) bool {
+	return slices.ContainsFunc(vs, func(v string) bool { return v != "" })
 }
 
 // has reports whether h holds a non-empty field k (canonical), under its
