@@ -23,4 +23,4 @@ func (c *Cache) RefreshFailsLen() int {
 }
 
 // CurrentAt is Current as it would answer at now.
-func (s *Stamp) CurrentAt(now time.Time) bool { return s.currentAfter(now.Sub(s.made)) }
+func (s *Stamp) CurrentAt(now time.Time) bool { return s.currentAt(now.Sub(s.made), now) }

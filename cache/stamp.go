@@ -18,22 +18,32 @@ import (
 // The zero Stamp vouches for nothing.
 type Stamp struct {
 	c     *Cache
+	key   string
 	shard *atomic.Uint64 // the counters of the key's writes, as the store keeps them
 	all   *atomic.Uint64
 	sum   uint64        // their sum before the value was read
 	made  time.Time     // when Vouch made it, with the monotonic clock's reading
-	life  time.Duration // from made until the value stops being a fresh hit: its expiry, its freshness, or an early refresh
+	life  time.Duration // from made, by the monotonic clock, until the entry expires in the store
+	fresh time.Time     // when the value stops being fresh or is due for an early refresh, by the wall clock as GetOrSet judges it (zero: no such bound)
+	// touched is when (since made) the stamp last let the store see a read
+	// of the key: a value used from a stamp is not read from the store,
+	// which would otherwise take it for unused and evict it first.
+	touched *atomic.Int64
 }
+
+// touchEvery is how often a stamp in use lets the store see a read of its
+// key.
+const touchEvery = time.Second
 
 // versioner is implemented by an in-process store that counts its writes
 // (the in-memory store), so that a read can be vouched for (see Stamp).
 type versioner interface {
 	// Version returns the two counters whose sum changes with every write
-	// to key completed after they are read.
+	// to key completed after they are read, and with its eviction.
 	Version(key string) (shard, all *atomic.Uint64)
-	// BorrowEntry is Borrow, with the time the entry expires (zero:
-	// never).
-	BorrowEntry(ctx context.Context, key string) ([]byte, time.Time, bool, error)
+	// BorrowEntry is Borrow, with how long the entry has left (0: it
+	// never expires), on the store's own clock.
+	BorrowEntry(ctx context.Context, key string) ([]byte, time.Duration, bool, error)
 }
 
 // Vouch returns a Stamp for value, which a [Get] or [GetOrSet] of key on c
@@ -44,7 +54,7 @@ type versioner interface {
 // stamp stands in for). ok is false otherwise: a store shared with other
 // processes (their writes are not seen here), a disabled or closed cache, a
 // value the store no longer holds, a stale value. Vouch reads the store
-// once.
+// once, and once more per tag of a tagged value.
 func (c *Cache) Vouch(key string, value SharedBytes, opts ...GetOrSetOption) (s Stamp, ok bool) {
 	vs, isVersioner := c.inner.(versioner)
 	if !isVersioner || len(value) == 0 || c.closed.Load() || keyProblem(key) != "" {
@@ -54,9 +64,10 @@ func (c *Cache) Vouch(key string, value SharedBytes, opts ...GetOrSetOption) (s 
 	if len(opts) > 0 {
 		p = p.with(opts)
 	}
+	ctx := context.Background()
 	shard, all := vs.Version(key)
 	sum := shard.Load() + all.Load() // before the read: a write after it changes the sum
-	b, expires, found, err := vs.BorrowEntry(context.Background(), key)
+	b, left, found, err := vs.BorrowEntry(ctx, key)
 	if err != nil || !found {
 		return Stamp{}, false
 	}
@@ -68,52 +79,66 @@ func (c *Cache) Vouch(key string, value SharedBytes, opts ...GetOrSetOption) (s 
 	if !e.freshAt(now) {
 		return Stamp{}, false
 	}
-	until := expires
-	if until.IsZero() {
-		until = now.Add(MaxTTL) // never expires: a write is what ends it
+	life := MaxTTL // never expires: a write (or an eviction) is what ends it
+	if left > 0 {
+		life = left
 	}
-	if !e.Fresh.IsZero() && e.Fresh.Before(until) {
-		until = e.Fresh
-	}
+	fresh := e.Fresh
 	if p.refreshAhead > 0 && !e.Fresh.IsZero() && !e.Created.IsZero() {
-		due := e.Created.Add(time.Duration(float64(e.Fresh.Sub(e.Created)) * p.refreshAhead))
-		if due.Before(until) {
-			until = due // from then on a hit starts an early refresh: GetOrSet must see it
-		}
+		// From then on a hit starts an early refresh: GetOrSet must see it.
+		fresh = e.Created.Add(time.Duration(float64(e.Fresh.Sub(e.Created)) * p.refreshAhead))
 	}
-	if len(e.Tags) > 0 {
-		// The tokens are read after the counters: an invalidation of a tag
-		// since writes a bookkeeping key, which changes every key's sum.
-		if hold, err := c.tagsHold(context.Background(), e); err != nil || !hold {
+	// A tag's token read after the counters: an invalidation since writes
+	// it (a bookkeeping key, which changes every key's sum), and its expiry
+	// makes the entry read as missing, so it bounds the stamp too.
+	for _, t := range e.Tags {
+		tok, tokLeft, found, err := vs.BorrowEntry(ctx, TagKeyPrefix+t.Tag)
+		if err != nil || !found || !sameToken(tok, t.Token) {
 			return Stamp{}, false
 		}
+		if tokLeft > 0 {
+			life = min(life, tokLeft)
+		}
 	}
-	if !now.Before(until) {
+	if !fresh.IsZero() && !now.Before(fresh) {
 		return Stamp{}, false
 	}
-	return Stamp{c: c, shard: shard, all: all, sum: sum, made: now, life: until.Sub(now)}, true
+	return Stamp{c: c, key: key, shard: shard, all: all, sum: sum, made: now, life: life, fresh: fresh,
+		touched: new(atomic.Int64)}, true
 }
 
 // Current reports whether the value s vouches for is still what a
 // [GetOrSet] of its key would return now as a fresh hit: no write has
-// reached the key since it was read, its freshness has not run out, it is
-// not due for an early refresh, and the cache is open. elapsed is how long
-// ago [Cache.Vouch] made s, by the monotonic clock (one reading of it,
-// which a caller can use rather than read the clock again). A true answer
-// counts as a hit of the cache, as the read it saves would have.
+// reached the key since it was read, it has not expired or been evicted,
+// it is not due for an early refresh, and the cache is open. elapsed is
+// how long ago [Cache.Vouch] made s, by the monotonic clock (so that a
+// caller need not read the clock again). A true answer counts as a hit of
+// the cache, as the read it saves would have.
 func (s *Stamp) Current() (elapsed time.Duration, ok bool) {
 	if s.c == nil {
 		return 0, false
 	}
-	elapsed = time.Since(s.made)
-	return elapsed, s.currentAfter(elapsed)
+	if s.fresh.IsZero() {
+		elapsed = time.Since(s.made) // one reading, of the monotonic clock alone
+		return elapsed, s.currentAt(elapsed, time.Time{})
+	}
+	now := time.Now()
+	elapsed = now.Sub(s.made)
+	return elapsed, s.currentAt(elapsed, now)
 }
 
-// currentAfter is Current, elapsed after s was made.
-func (s *Stamp) currentAfter(elapsed time.Duration) bool {
-	if s.c == nil || s.shard.Load()+s.all.Load() != s.sum || elapsed >= s.life || s.c.closed.Load() {
+// currentAt is Current, elapsed after s was made and at wall-clock time
+// now (read only when s has a freshness bound).
+func (s *Stamp) currentAt(elapsed time.Duration, now time.Time) bool {
+	if s.c == nil || s.shard.Load()+s.all.Load() != s.sum || elapsed >= s.life ||
+		(!s.fresh.IsZero() && !now.Before(s.fresh)) || s.c.closed.Load() {
 		return false
 	}
 	s.c.stats.hits.add()
+	if last := s.touched.Load(); elapsed-time.Duration(last) >= touchEvery && s.touched.CompareAndSwap(last, int64(elapsed)) {
+		if s.c.borrow != nil {
+			_, _, _ = s.c.borrow.Borrow(context.Background(), s.key) // the store sees the key in use
+		}
+	}
 	return true
 }

@@ -93,7 +93,7 @@ type hotCounter struct {
 
 func (c *hotCounter) add() {
 	var onStack byte
-	p := uint64(uintptr(unsafe.Pointer(&onStack))) >> 13 // stacks are 8 KiB apart or more
+	p := uint64(uintptr(unsafe.Pointer(&onStack))) >> 11 // stacks are 2 KiB apart or more
 	c.stripes[(p*0x9E3779B97F4A7C15)>>(64-5)].add()
 }
 

@@ -96,7 +96,7 @@ type handler struct {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rd := h.ready.find(r); rd != nil && h.readyApplies(r) {
-		if elapsed, ok := rd.stamp.Current(); ok {
+		if elapsed, ok := rd.stamp.Current(); ok && rd.age+elapsed < rd.maxAge {
 			rd.write(w, r, "HIT", rd.age+elapsed)
 			return
 		}
@@ -134,7 +134,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			p := newPage(&s)
 			if state == "HIT" && variant == nil {
-				h.ready.keep(h.c, r, key, s.raw, p)
+				h.ready.keep(h.c, r, key, s.raw, p, s.fresh)
 			}
 			p.write(w, r, state, now.Sub(s.created))
 			return
@@ -255,31 +255,34 @@ func (h *handler) lookup(w http.ResponseWriter, r *http.Request, key string, var
 	}
 	run := &loadRun{h: h, w: w, r: r, key: key, variant: variant, opts: opts} // one allocation for what the load sets
 	b, err := cache.GetOrSet(r.Context(), h.c, key, h.o.TTL, run.load, opts...)
+	// What this request's own load found out, if it ran for it. From now
+	// on run is not this request's: a load that still runs with it (the
+	// client went away, fail-safe answered first, or an early refresh this
+	// hit started in the background) neither writes to w nor tells.
+	run.mu.Lock()
+	res, streamed := run.res, run.streamed
+	run.gone = true
+	run.mu.Unlock()
 	if err != nil && r.Context().Err() != nil {
-		// This request gave up waiting; the load may still run and set
-		// run's fields: do not read them, and let it write no more to w.
-		run.mu.Lock()
-		run.gone = true
-		run.mu.Unlock()
-		return stored{}, false, nil, err
+		return stored{}, false, nil, err // this request gave up waiting; the load goes on for the others
 	}
-	if run.streamed {
+	if streamed {
 		return stored{}, true, nil, errStreamed
 	}
 	switch {
-	case err == nil && run.stale:
+	case err == nil && res.stale:
 		// Fail-safe served what it kept: the last good page wins over this
 		// run's 5xx; a marker does not, and this run's answer is sent.
 		if s, err = decode(b); err != nil || s.kind != kindResponse {
-			return stored{}, true, run.own, nil
+			return stored{}, true, res.own, nil
 		}
 		return s, false, nil, nil
-	case run.own != nil:
-		return stored{}, run.ran, run.own, nil
+	case res.own != nil:
+		return stored{}, res.ran, res.own, nil
 	case err != nil:
-		return stored{}, run.ran, nil, err
+		return stored{}, res.ran, nil, err
 	}
-	ran = run.ran && !run.stale
+	ran = res.ran && !res.stale
 	s, err = decode(b)
 	return s, ran, nil, err
 }
@@ -294,32 +297,46 @@ type loadRun struct {
 	variant []string // the Vary marker's names, when key is a variant's
 	opts    []cache.GetOrSetOption
 
-	mu       sync.Mutex // orders the load's writes to w with the request's leaving
-	gone     bool       // the request left (its client went away): w is not to be used
+	mu       sync.Mutex // orders the load's writes to w and res with the request's reading them
+	gone     bool       // the request has its answer, or left: w and res are no longer its
 	streamed bool       // the page went past MaxBody and was sent to w as written
+	res      loadResult // what the load found out, told while the request waits for it
+}
 
+// loadResult is what a load found out for the request whose load it was.
+type loadResult struct {
 	ran   bool    // the load ran (this request made the page)
 	own   *stored // a response of this run not stored under key
 	stale bool    // the handler failed: what comes back is the last good page
 }
 
-// load runs the handler for the page, as GetOrSet's load.
+// load runs the handler for the page, as GetOrSet's load. It may run after
+// the request that made l has its answer (an early refresh in the
+// background, a load fail-safe stopped waiting for): then it tells
+// nothing, and writes nothing to the request's client.
 func (l *loadRun) load(ctx context.Context) (cache.SharedBytes, error) {
+	res := loadResult{ran: true}
+	defer func() {
+		l.mu.Lock()
+		if !l.gone {
+			l.res = res
+		}
+		l.mu.Unlock()
+	}()
 	h, r := l.h, l.r
-	l.ran = true
-	resp, ttl, keep := h.record(unconditional(r.WithContext(ctx)), l)
-	if l.streamed {
+	resp, ttl, keep, overflow := h.record(unconditional(r.WithContext(ctx)), l)
+	if overflow {
 		return passEntry, nil // too large to store: the next requests go straight to the handler
 	}
 	if resp.status >= 500 {
 		// A failure, not a page: with the cache's stale_ttl the last good
 		// page is served instead (stale-if-error); without, this request
 		// answers with it and the others run the handler.
-		l.own, l.stale = resp, true
+		res.own, res.stale = resp, true
 		return nil, errServerError
 	}
 	if !keep {
-		l.own = resp
+		res.own = resp
 		return passEntry, nil // the next requests go straight to the handler, for the route's ttl
 	}
 	vary := varyOn(resp.header)
@@ -328,13 +345,13 @@ func (l *loadRun) load(ctx context.Context) (cache.SharedBytes, error) {
 		// a response that varies on others would reach requests it was
 		// not made for. Not stored; this key passes, until the marker
 		// expires and the page is made again.
-		l.own = resp
+		res.own = resp
 		return passEntry, nil
 	}
 	cache.SetLoadTTL(ctx, ttl)
 	enc := cache.SharedBytes(encodeResponse(resp.status, resp.created, ttl, resp.header, resp.body))
 	if len(vary) > 0 && l.variant == nil {
-		l.own = resp
+		res.own = resp
 		var setOpts []cache.SetOption
 		if len(l.opts) > 0 {
 			setOpts = append(setOpts, l.opts[0].(cache.TagsOption))
@@ -390,7 +407,7 @@ var errServerError = errors.New("httpcache: the handler answered with a server e
 
 // record runs the handler into a buffer and says whether its response may
 // be stored, and for how long.
-func (h *handler) record(r *http.Request, run *loadRun) (resp *stored, ttl time.Duration, keep bool) {
+func (h *handler) record(r *http.Request, run *loadRun) (resp *stored, ttl time.Duration, keep, overflow bool) {
 	rec := &recorder{header: http.Header{}, max: h.o.MaxBody, run: run}
 	h.next.ServeHTTP(rec, r)
 	if rec.status == 0 {
@@ -399,7 +416,7 @@ func (h *handler) record(r *http.Request, run *loadRun) (resp *stored, ttl time.
 	rec.header = canonicalHeader(rec.header)
 	resp = &stored{kind: kindResponse, status: rec.status, created: time.Now(), header: rec.header, body: rec.body.Bytes()}
 	ttl, keep = h.storable(rec)
-	return resp, ttl, keep
+	return resp, ttl, keep, rec.overflow
 }
 
 // storable reports whether a recorded response may be stored, and its ttl.

@@ -128,6 +128,9 @@ func (p *page) write(w http.ResponseWriter, r *http.Request, state string, age t
 // notModified reports whether r's If-None-Match (or, without it, its
 // If-Modified-Since) is satisfied by p's ETag (or Last-Modified).
 func (p *page) notModified(r *http.Request) bool {
+	if p.etag == "" && p.lastModified == "" {
+		return false // nothing to compare a condition with
+	}
 	if inm := first(r.Header, "If-None-Match"); inm != "" {
 		if p.etag == "" {
 			return false
@@ -207,7 +210,8 @@ type ready struct {
 	host, path, rawPath, query string
 	stamp                      cache.Stamp
 	age                        time.Duration // the page's age when the stamp was made
-	size                       int64         // bytes of the entry it holds
+	maxAge                     time.Duration // its age when it stops being fresh (the cache may keep it longer, as stale)
+	size                       int64         // bytes of the entry and lists it holds
 }
 
 // slot returns the slot of r's target in a.
@@ -251,14 +255,20 @@ func (t *readyTable) drop(r *http.Request, rd *ready) {
 }
 
 // keep keeps p, read from c under key for r's target as raw (the very
-// bytes the cache holds), if c vouches for it.
-func (t *readyTable) keep(c *cache.Cache, r *http.Request, key string, raw cache.SharedBytes, p *page) {
-	size := int64(cap(raw))
+// bytes the cache holds), if c vouches for it, for no longer than the
+// page's own freshness (fresh).
+func (t *readyTable) keep(c *cache.Cache, r *http.Request, key string, raw cache.SharedBytes, p *page, fresh time.Time) {
+	// What the page holds: the entry's bytes, and its own header lists.
+	size := int64(cap(raw)) + int64(len(p.values))*16 + int64(len(p.fields))*32 + 512
 	if size > readyBytes/4 {
 		return
 	}
 	stamp, ok := c.Vouch(key, raw)
 	if !ok {
+		return
+	}
+	age := time.Since(p.created)
+	if maxAge := fresh.Sub(p.created); age >= maxAge {
 		return
 	}
 	a := t.slots.Load()
@@ -270,17 +280,32 @@ func (t *readyTable) keep(c *cache.Cache, r *http.Request, key string, raw cache
 		}
 		t.init.Unlock()
 	}
-	rd := &ready{page: *p, tls: r.TLS != nil, host: r.Host, path: r.URL.Path, rawPath: r.URL.RawPath,
-		query: r.URL.RawQuery, stamp: stamp, age: time.Since(p.created), size: size}
-	for scanned := 0; t.held.Load()+size > readyBytes && scanned < readySlots; scanned++ {
-		t.free(&a.slots[t.hand.Add(1)%readySlots], nil)
-	}
-	if t.held.Load()+size > readyBytes {
+	if !t.reserve(a, size) {
 		return
 	}
-	t.held.Add(size)
+	rd := &ready{page: *p, tls: r.TLS != nil, host: r.Host, path: r.URL.Path, rawPath: r.URL.RawPath,
+		query: r.URL.RawQuery, stamp: stamp, age: age, maxAge: fresh.Sub(p.created), size: size}
 	if old := a.slot(r).Swap(rd); old != nil {
 		t.held.Add(-old.size)
+	}
+}
+
+// reserve counts size more bytes held, freeing slots from the clock hand
+// until they fit under readyBytes; it reports false if they do not.
+func (t *readyTable) reserve(a *readySlotArray, size int64) bool {
+	for scanned := 0; ; {
+		h := t.held.Load()
+		if h+size <= readyBytes {
+			if t.held.CompareAndSwap(h, h+size) {
+				return true
+			}
+			continue
+		}
+		if scanned == readySlots {
+			return false
+		}
+		t.free(&a.slots[t.hand.Add(1)%readySlots], nil)
+		scanned++
 	}
 }
 

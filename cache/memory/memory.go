@@ -72,14 +72,15 @@ func (s *Store) Borrow(ctx context.Context, key string) ([]byte, bool, error) {
 	return s.s.Borrow(ctx, key)
 }
 
-// BorrowEntry is Borrow, with the time the entry expires (the zero time
-// when it never does). [cache.Cache.Vouch] uses it.
-func (s *Store) BorrowEntry(ctx context.Context, key string) ([]byte, time.Time, bool, error) {
+// BorrowEntry is Borrow, with how long the entry has left before it
+// expires (0 when it never does). [cache.Cache.Vouch] uses it.
+func (s *Store) BorrowEntry(ctx context.Context, key string) ([]byte, time.Duration, bool, error) {
 	return s.s.BorrowEntry(ctx, key)
 }
 
 // Version returns the two counters whose sum changes with every write to
-// key (or to every key: Clear, Close) completed after they are read, so
+// key (or to every key: Clear, Close), and with its eviction, after they
+// are read, so
 // that [cache.Cache.Vouch] can tell that a value read is still the stored
 // one without reading it again. They must only be read.
 func (s *Store) Version(key string) (shard, all *atomic.Uint64) { return s.s.Version(key) }

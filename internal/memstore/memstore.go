@@ -116,20 +116,21 @@ func (s *Store) Version(key string) (shard, all *atomic.Uint64) {
 	return s.versions.shard(key), &s.versions.all
 }
 
-// BorrowEntry is Borrow, with the time the entry expires (the zero time
-// when it never does), in the store's clock.
-func (s *Store) BorrowEntry(_ context.Context, key string) ([]byte, time.Time, bool, error) {
+// BorrowEntry is Borrow, with how long the entry has left before it
+// expires (0 when it never does), measured on the store's own clock, so
+// that a step of the wall clock does not change it.
+func (s *Store) BorrowEntry(_ context.Context, key string) ([]byte, time.Duration, bool, error) {
 	if s.closed.Load() {
-		return nil, time.Time{}, false, errs.ErrClosed
+		return nil, 0, false, errs.ErrClosed
 	}
 	e, ok := s.c.GetEntry(key)
 	if !ok {
-		return nil, time.Time{}, false, nil
+		return nil, 0, false, nil
 	}
 	if e.Value.ttl <= 0 {
-		return e.Value.data, time.Time{}, true, nil
+		return e.Value.data, 0, true, nil
 	}
-	return e.Value.data, e.ExpiresAt(), true, nil
+	return e.Value.data, max(e.ExpiresAfter(), time.Nanosecond), true, nil
 }
 
 // New returns an empty Store bounded by o.
@@ -149,6 +150,15 @@ func New(o Options) (*Store, error) {
 		}),
 		Clock: o.Clock,
 	}
+	st := &Store{}
+	st.versions.seed = maphash.MakeSeed()
+	// An entry evicted for space or expired is gone as a Delete makes it
+	// gone: a reader that read it must find its key's version changed.
+	opts.OnAtomicDeletion = func(e otter.DeletionEvent[string, entry]) {
+		if e.WasEvicted() {
+			st.versions.wrote(e.Key)
+		}
+	}
 	switch {
 	case o.MaxBytes > 0:
 		opts.MaximumWeight = uint64(o.MaxBytes)
@@ -160,8 +170,7 @@ func New(o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("memstore: %w", err)
 	}
-	st := &Store{c: c}
-	st.versions.seed = maphash.MakeSeed()
+	st.c = c
 	return st, nil
 }
 
