@@ -193,9 +193,15 @@ func (h *handler) readyApplies(r *http.Request) bool {
 	if len(hd) == 0 {
 		return true
 	}
-	if nonEmpty(hd["Range"]) || nonEmpty(hd["Upgrade"]) ||
-		(!h.o.CacheCookieRequests && (nonEmpty(hd["Cookie"]) || nonEmpty(hd["cookie"]))) ||
-		(!h.o.CacheAuthorized && (nonEmpty(hd["Authorization"]) || nonEmpty(hd["authorization"]))) {
+	if nonEmpty(hd["Range"]) || nonEmpty(hd["Upgrade"]) {
+		return false
+	}
+	//lint:ignore SA1008 the lower-case spelling is looked up on purpose: a request built by hand may hold it
+	if !h.o.CacheCookieRequests && (nonEmpty(hd["Cookie"]) || nonEmpty(hd["cookie"])) {
+		return false
+	}
+	//lint:ignore SA1008 as above
+	if !h.o.CacheAuthorized && (nonEmpty(hd["Authorization"]) || nonEmpty(hd["authorization"])) {
 		return false
 	}
 	return !slices.ContainsFunc(hd["Accept"], func(v string) bool { return strings.Contains(v, "text/event-stream") })
