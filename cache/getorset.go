@@ -337,7 +337,7 @@ func (e *LoadPanicError) Unwrap() error {
 // callers arriving meanwhile get the value instead of loading it again.
 func (c *Cache) runFlight(ctx context.Context, f *flight, j *loadJob) {
 	defer c.idle.Done()
-	lctx := context.WithValue(context.WithoutCancel(ctx), loadingKey{}, &loadingFlight{c, f, ctx.Value(loadingKey{})})
+	lctx := context.WithValue(context.WithoutCancel(ctx), loadingKey{}, &loadingFlight{c, f, ctx.Value(loadingKey{}), j.refresh})
 	v, fromStore, panicked, err := callLoad(lctx, func(ctx context.Context) (any, bool, error) { return c.fetch(ctx, f, j) })
 	f.stopRenew()
 	if errors.Is(err, ErrNotLoaded) {
@@ -518,9 +518,20 @@ type loadingKey struct{}
 // started it, if any. A GetOrSetMany's loadMany runs with one whose f is
 // nil: it loads many flights' keys at once.
 type loadingFlight struct {
-	c      *Cache
-	f      *flight
-	parent any
+	c       *Cache
+	f       *flight
+	parent  any
+	refresh bool // an early refresh's: no caller waits for the value
+}
+
+// IsRefresh reports whether ctx is the context of a [GetOrSet] load that
+// an early refresh started ([RefreshAhead], refresh_ahead): no caller
+// waits for its value, the callers having had the value it replaces. A
+// load bound to the call that started it (httpcache's writes to that
+// call's client) must then leave that call alone: it has its answer.
+func IsRefresh(ctx context.Context) bool {
+	l, _ := ctx.Value(loadingKey{}).(*loadingFlight)
+	return l != nil && l.refresh
 }
 
 // loading reports whether ctx is the context of a load of key as typ by c,

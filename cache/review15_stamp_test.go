@@ -3,6 +3,8 @@ package cache
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,5 +138,79 @@ func TestReview15StampEndsWithItsTagsToken(t *testing.T) {
 	}
 	if cur || ran == before {
 		t.Errorf("token expired: stamp current %v, GetOrSet loaded %v; want false, true", cur, ran > before)
+	}
+}
+
+// TestIsRefresh: a load runs with IsRefresh false when a caller waits for
+// it, true when an early refresh started it.
+func TestIsRefresh(t *testing.T) {
+	c := New(mustMemstore(t), WithLogger(nil))
+	defer c.Close()
+	ctx := context.Background()
+	var seen []bool
+	var mu sync.Mutex
+	load := func(ctx context.Context) (string, error) {
+		mu.Lock()
+		seen = append(seen, IsRefresh(ctx))
+		mu.Unlock()
+		return "v", nil
+	}
+	if IsRefresh(ctx) {
+		t.Error("IsRefresh of a plain context")
+	}
+	if _, err := GetOrSet(ctx, c, "k", 200*time.Millisecond, load, RefreshAhead(0.5)); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitIdle(ctx)
+	time.Sleep(120 * time.Millisecond)
+	if _, err := GetOrSet(ctx, c, "k", 200*time.Millisecond, load, RefreshAhead(0.5)); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitIdle(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 || seen[0] || !seen[1] {
+		t.Errorf("IsRefresh in the loads: %v, want [false true] (a caller's load, then the early refresh)", seen)
+	}
+}
+
+func mustMemstore(t *testing.T) *memstore.Store {
+	t.Helper()
+	st, err := memstore.New(memstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// silentStore is the in-memory store with write counters that never move:
+// an entry can leave it unseen by a stamp's counters, as an eviction
+// reported just before the entry left can.
+type silentStore struct {
+	*memstore.Store
+	shard, all atomic.Uint64
+}
+
+func (s *silentStore) Version(string) (shard, all *atomic.Uint64) { return &s.shard, &s.all }
+
+// TestReview15StampTouchFindsTheEntryGone: a stamp in use reads its key now
+// and then; once the entry is gone, the stamp ends, within touchEvery.
+func TestReview15StampTouchFindsTheEntryGone(t *testing.T) {
+	st := &silentStore{Store: mustMemstore(t)}
+	c := New(st, WithLogger(nil))
+	defer c.Close()
+	s := review15Hit(t, c, "k", time.Hour)
+	if err := st.Store.Delete(context.Background(), "k"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(touchEvery + time.Second)
+	for {
+		if _, ok := s.Current(); !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stamp is still current %v after its entry left the store", touchEvery+time.Second)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

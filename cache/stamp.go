@@ -25,15 +25,32 @@ type Stamp struct {
 	made  time.Time     // when Vouch made it, with the monotonic clock's reading
 	life  time.Duration // from made, by the monotonic clock, until the entry expires in the store
 	fresh time.Time     // when the value stops being fresh or is due for an early refresh, by the wall clock as GetOrSet judges it (zero: no such bound)
-	// touched is when (since made) the stamp last let the store see a read
-	// of the key: a value used from a stamp is not read from the store,
-	// which would otherwise take it for unused and evict it first.
-	touched *atomic.Int64
+	raw   []byte        // the entry's bytes as the store held them
+	tags  []string      // the keys of the tags' tokens, for a tagged value
+	state *stampState   // shared by the copies of s
 }
 
-// touchEvery is how often a stamp in use lets the store see a read of its
-// key.
-const touchEvery = time.Second
+// stampState is what the copies of a Stamp share.
+type stampState struct {
+	// touched is when (since made) the stamp last let the store see a read
+	// of its keys: a value used from a stamp is not read from the store,
+	// which would otherwise take it for unused and evict it first.
+	touched atomic.Int64
+	// gone is set when a touch found the entry (or a tag's token) no
+	// longer stored: evicted. The eviction also changes the key's version,
+	// but the store reports it just before the entry leaves, so a Vouch at
+	// that moment could miss it; the touch catches it within touchEvery.
+	gone atomic.Bool
+}
+
+// touchEvery is the longest a stamp in use goes without letting the store
+// see a read of its keys; besides, one use in touchSample (picked by the
+// clock's reading) does, so that the store sees a value used often as
+// used often.
+const (
+	touchEvery  = time.Second
+	touchSample = 64
+)
 
 // versioner is implemented by an in-process store that counts its writes
 // (the in-memory store), so that a read can be vouched for (see Stamp).
@@ -65,6 +82,7 @@ func (c *Cache) Vouch(key string, value SharedBytes, opts ...GetOrSetOption) (s 
 		p = p.with(opts)
 	}
 	ctx := context.Background()
+	now := time.Now() // before the read: the entry's time left is measured after it
 	shard, all := vs.Version(key)
 	sum := shard.Load() + all.Load() // before the read: a write after it changes the sum
 	b, left, found, err := vs.BorrowEntry(ctx, key)
@@ -75,7 +93,6 @@ func (c *Cache) Vouch(key string, value SharedBytes, opts ...GetOrSetOption) (s 
 	if err != nil || e.Absent || len(e.Value) != len(value) || unsafe.SliceData(e.Value) != unsafe.SliceData(value) {
 		return Stamp{}, false // not the bytes the caller read: they are an older entry's
 	}
-	now := time.Now()
 	if !e.freshAt(now) {
 		return Stamp{}, false
 	}
@@ -91,20 +108,23 @@ func (c *Cache) Vouch(key string, value SharedBytes, opts ...GetOrSetOption) (s 
 	// A tag's token read after the counters: an invalidation since writes
 	// it (a bookkeeping key, which changes every key's sum), and its expiry
 	// makes the entry read as missing, so it bounds the stamp too.
+	var tags []string
 	for _, t := range e.Tags {
-		tok, tokLeft, found, err := vs.BorrowEntry(ctx, TagKeyPrefix+t.Tag)
+		tk := TagKeyPrefix + t.Tag
+		tok, tokLeft, found, err := vs.BorrowEntry(ctx, tk)
 		if err != nil || !found || !sameToken(tok, t.Token) {
 			return Stamp{}, false
 		}
 		if tokLeft > 0 {
 			life = min(life, tokLeft)
 		}
+		tags = append(tags, tk)
 	}
 	if !fresh.IsZero() && !now.Before(fresh) {
 		return Stamp{}, false
 	}
 	return Stamp{c: c, key: key, shard: shard, all: all, sum: sum, made: now, life: life, fresh: fresh,
-		touched: new(atomic.Int64)}, true
+		raw: b, tags: tags, state: new(stampState)}, true
 }
 
 // Current reports whether the value s vouches for is still what a
@@ -131,13 +151,38 @@ func (s *Stamp) Current() (elapsed time.Duration, ok bool) {
 // now (read only when s has a freshness bound).
 func (s *Stamp) currentAt(elapsed time.Duration, now time.Time) bool {
 	if s.c == nil || s.shard.Load()+s.all.Load() != s.sum || elapsed >= s.life ||
-		(!s.fresh.IsZero() && !now.Before(s.fresh)) || s.c.closed.Load() {
+		(!s.fresh.IsZero() && !now.Before(s.fresh)) || s.c.closed.Load() || s.state.gone.Load() {
 		return false
 	}
+	last := s.state.touched.Load()
+	if (uint64(elapsed)*0x9E3779B97F4A7C15)>>58 == 0 || elapsed-time.Duration(last) >= touchEvery {
+		if s.state.touched.CompareAndSwap(last, int64(elapsed)) && !s.touch() {
+			s.state.gone.Store(true)
+			return false
+		}
+	}
 	s.c.stats.hits.add()
-	if last := s.touched.Load(); elapsed-time.Duration(last) >= touchEvery && s.touched.CompareAndSwap(last, int64(elapsed)) {
-		if s.c.borrow != nil {
-			_, _, _ = s.c.borrow.Borrow(context.Background(), s.key) // the store sees the key in use
+	return true
+}
+
+// touch reads s's key, and its tags' tokens, so that the store sees them
+// in use; it reports whether they still hold what s was made from.
+func (s *Stamp) touch() bool {
+	b := s.c.borrow
+	if b == nil {
+		return true
+	}
+	ctx := context.Background()
+	cur, found, err := b.Borrow(ctx, s.key)
+	if err != nil {
+		return true // closed: Current says so by itself
+	}
+	if !found || unsafe.SliceData(cur) != unsafe.SliceData(s.raw) {
+		return false
+	}
+	for _, tk := range s.tags {
+		if _, found, err := b.Borrow(ctx, tk); err == nil && !found {
+			return false
 		}
 	}
 	return true

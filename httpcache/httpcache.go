@@ -263,17 +263,34 @@ func (h *handler) lookup(w http.ResponseWriter, r *http.Request, key string, var
 	b, err := cache.GetOrSet(r.Context(), h.c, key, h.o.TTL, run.load, opts...)
 	// What this request's own load found out, if it ran for it. From now
 	// on run is not this request's: a load that still runs with it (the
-	// client went away, fail-safe answered first, or an early refresh this
-	// hit started in the background) neither writes to w nor tells.
+	// client went away, or fail-safe answered first) neither writes to w
+	// nor tells. Unless it has begun to send the page to w: then the page
+	// is this request's answer, whatever GetOrSet returned, and the
+	// request waits for the rest of it.
 	run.mu.Lock()
-	res, streamed := run.res, run.streamed
-	run.gone = true
+	res, streamed, sent := run.res, run.streamed, run.sent
+	if !streamed {
+		run.gone = true
+	}
 	run.mu.Unlock()
+	if streamed {
+		select {
+		case <-sent:
+		case <-r.Context().Done():
+		}
+		run.mu.Lock()
+		run.gone = true
+		whole := run.whole
+		run.mu.Unlock()
+		if !whole && r.Context().Err() == nil {
+			// The handler did not finish its page (it panicked): end the
+			// response as broken, as net/http would, not as a short page.
+			panic(http.ErrAbortHandler)
+		}
+		return stored{}, true, nil, errStreamed
+	}
 	if err != nil && r.Context().Err() != nil {
 		return stored{}, false, nil, err // this request gave up waiting; the load goes on for the others
-	}
-	if streamed {
-		return stored{}, true, nil, errStreamed
 	}
 	switch {
 	case err == nil && res.stale:
@@ -303,10 +320,13 @@ type loadRun struct {
 	variant []string // the Vary marker's names, when key is a variant's
 	opts    []cache.GetOrSetOption
 
-	mu       sync.Mutex // orders the load's writes to w and res with the request's reading them
-	gone     bool       // the request has its answer, or left: w and res are no longer its
-	streamed bool       // the page went past MaxBody and was sent to w as written
-	res      loadResult // what the load found out, told while the request waits for it
+	mu         sync.Mutex    // orders the load's writes to w and res with the request's reading them
+	gone       bool          // the request has its answer, or left: w and res are no longer its
+	streamed   bool          // the page went past MaxBody and is being sent to w as written
+	sent       chan struct{} // made when streaming begins; closed when the handler is done with it
+	whole      bool          // the handler returned (did not panic) before sent was closed
+	sentClosed bool
+	res        loadResult // what the load found out, told while the request waits for it
 }
 
 // loadResult is what a load found out for the request whose load it was.
@@ -321,25 +341,40 @@ type loadResult struct {
 // background, a load fail-safe stopped waiting for): then it tells
 // nothing, and writes nothing to the request's client.
 func (l *loadRun) load(ctx context.Context) (cache.SharedBytes, error) {
+	if cache.IsRefresh(ctx) {
+		// An early refresh that a hit of this request started: the request
+		// has its answer. The page is made for the cache alone.
+		l = &loadRun{h: l.h, r: l.r, key: l.key, variant: l.variant, opts: l.opts, gone: true}
+	}
 	res := loadResult{ran: true}
+	returned := false
 	defer func() {
 		l.mu.Lock()
 		if !l.gone {
 			l.res = res
 		}
+		if l.sent != nil && !l.sentClosed {
+			l.whole, l.sentClosed = returned, true
+			close(l.sent)
+		}
 		l.mu.Unlock()
 	}()
 	h, r := l.h, l.r
 	resp, ttl, keep, overflow := h.record(unconditional(r.WithContext(ctx)), l)
-	if overflow {
-		return passEntry, nil // too large to store: the next requests go straight to the handler
-	}
+	returned = true
 	if resp.status >= 500 {
 		// A failure, not a page: with the cache's stale_ttl the last good
 		// page is served instead (stale-if-error); without, this request
-		// answers with it and the others run the handler.
-		res.own, res.stale = resp, true
+		// answers with it and the others run the handler. One too large
+		// to keep was sent to this request's client as it came.
+		if !overflow {
+			res.own = resp
+		}
+		res.stale = true
 		return nil, errServerError
+	}
+	if overflow {
+		return passEntry, nil // too large to store: the next requests go straight to the handler
 	}
 	if !keep {
 		res.own = resp
@@ -545,7 +580,11 @@ func (rec *recorder) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	if !rec.overflow {
 		rec.overflow = true
-		if !l.gone {
+		if !l.gone && rec.status < 500 {
+			// A server error is not sent as it comes: with stale_ttl the
+			// last good page answers instead, and without, the request
+			// runs the handler itself.
+			l.sent = make(chan struct{})
 			dst := l.w.Header()
 			for k, v := range canonicalHeader(rec.header) {
 				dst[k] = v
@@ -558,8 +597,8 @@ func (rec *recorder) Write(p []byte) (int, error) {
 		}
 		rec.body = bytes.Buffer{}
 	}
-	if l.gone {
-		return len(p), nil // its client left: nothing to keep
+	if l.gone || !l.streamed {
+		return len(p), nil // its client left, or the page is a server error: nothing to keep
 	}
 	if _, err := l.w.Write(p); err != nil {
 		return 0, err

@@ -154,6 +154,9 @@ func New(o Options) (*Store, error) {
 	st.versions.seed = maphash.MakeSeed()
 	// An entry evicted for space or expired is gone as a Delete makes it
 	// gone: a reader that read it must find its key's version changed.
+	// otter reports it just before the entry leaves the table, so a reader
+	// that reads the counters and then the entry at that very moment may
+	// still find it; cache.Stamp checks its entry now and then for that.
 	opts.OnAtomicDeletion = func(e otter.DeletionEvent[string, entry]) {
 		if e.WasEvicted() {
 			st.versions.wrote(e.Key)
