@@ -529,6 +529,8 @@ type loadingFlight struct {
 // waits for its value, the callers having had the value it replaces. A
 // load bound to the call that started it (httpcache's writes to that
 // call's client) must then leave that call alone: it has its answer.
+// It answers for the load whose context ctx is: a GetOrSet inside a
+// refresh's load runs its own load, which is not a refresh.
 func IsRefresh(ctx context.Context) bool {
 	l, _ := ctx.Value(loadingKey{}).(*loadingFlight)
 	return l != nil && l.refresh

@@ -366,7 +366,8 @@ func (l *loadRun) load(ctx context.Context) (cache.SharedBytes, error) {
 		// A failure, not a page: with the cache's stale_ttl the last good
 		// page is served instead (stale-if-error); without, this request
 		// answers with it and the others run the handler. One too large
-		// to keep was sent to this request's client as it came.
+		// to keep was sent to this request's client as it came, and is
+		// its answer; the others still get the last good page.
 		if !overflow {
 			res.own = resp
 		}
@@ -580,10 +581,7 @@ func (rec *recorder) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	if !rec.overflow {
 		rec.overflow = true
-		if !l.gone && rec.status < 500 {
-			// A server error is not sent as it comes: with stale_ttl the
-			// last good page answers instead, and without, the request
-			// runs the handler itself.
+		if !l.gone {
 			l.sent = make(chan struct{})
 			dst := l.w.Header()
 			for k, v := range canonicalHeader(rec.header) {
@@ -597,8 +595,8 @@ func (rec *recorder) Write(p []byte) (int, error) {
 		}
 		rec.body = bytes.Buffer{}
 	}
-	if l.gone || !l.streamed {
-		return len(p), nil // its client left, or the page is a server error: nothing to keep
+	if l.gone {
+		return len(p), nil // its client left: nothing to keep
 	}
 	if _, err := l.w.Write(p); err != nil {
 		return 0, err
