@@ -41,7 +41,13 @@ func (p *counted) handler(t *testing.T, c *cache.Cache, o Options) *handler {
 
 func openMemory(t *testing.T) *cache.Cache {
 	t.Helper()
-	c, err := cache.Open(context.Background(), cache.Config{Enabled: true}, cache.WithLogger(nil))
+	return openConfig(t, cache.Config{Enabled: true})
+}
+
+// openConfig opens the cache cfg describes, closed when the test ends.
+func openConfig(t *testing.T, cfg cache.Config) *cache.Cache {
+	t.Helper()
+	c, err := cache.Open(context.Background(), cfg, cache.WithLogger(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

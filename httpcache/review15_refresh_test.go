@@ -1,7 +1,6 @@
 package httpcache
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -23,12 +22,7 @@ import (
 
 func openRefreshing(t *testing.T) *cache.Cache {
 	t.Helper()
-	c, err := cache.Open(context.Background(), cache.Config{Enabled: true, RefreshAhead: 0.5}, cache.WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return openConfig(t, cache.Config{Enabled: true, RefreshAhead: 0.5})
 }
 
 // TestReview15RefreshAheadLeavesTheRequestAlone: hits in the refresh window

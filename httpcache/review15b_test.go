@@ -23,11 +23,7 @@ import (
 // send nothing to its client (the refresh's page, cut short). Called with
 // a refresh's context, a request's load leaves the request alone.
 func TestReview15bRefreshLeavesTheHitAlone(t *testing.T) {
-	c, err := cache.Open(context.Background(), cache.Config{Enabled: true, RefreshAhead: 0.5}, cache.WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openConfig(t, cache.Config{Enabled: true, RefreshAhead: 0.5})
 	var refreshCtx atomic.Value
 	var runs atomic.Int32
 	h := Middleware(c, Options{TTL: 200 * time.Millisecond, MaxBody: 1024})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -81,11 +77,7 @@ func getURL(t *testing.T, url string) (*http.Response, string, error) {
 // GetOrSet with the stale page; the client still gets the whole page it
 // began to receive.
 func TestReview15bStreamedPageOutlivesTheSoftTimeout(t *testing.T) {
-	c, err := cache.Open(context.Background(), cache.Config{Enabled: true, StaleTTL: time.Hour, LoadTimeout: 100 * time.Millisecond}, cache.WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openConfig(t, cache.Config{Enabled: true, StaleTTL: time.Hour, LoadTimeout: 100 * time.Millisecond})
 	var runs atomic.Int32
 	done := make(chan struct{})
 	h := Middleware(c, Options{TTL: 50 * time.Millisecond, MaxBody: 1024})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -116,11 +108,7 @@ func TestReview15bStreamedPageOutlivesTheSoftTimeout(t *testing.T) {
 // off, as without the cache, not a short page that ends cleanly, even when
 // fail-safe has a stale page to give GetOrSet's caller.
 func TestReview15bPanicMidStreamAbortsTheResponse(t *testing.T) {
-	c, err := cache.Open(context.Background(), cache.Config{Enabled: true, StaleTTL: time.Hour}, cache.WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openConfig(t, cache.Config{Enabled: true, StaleTTL: time.Hour})
 	var runs atomic.Int32
 	h := Middleware(c, Options{TTL: 50 * time.Millisecond, MaxBody: 1024})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if runs.Add(1) == 1 {
@@ -149,11 +137,7 @@ func TestReview15bPanicMidStreamAbortsTheResponse(t *testing.T) {
 // it was gets it as the handler wrote it, and the handler runs once for
 // it, with a stale page or without.
 func TestReview15bLargeServerErrorKeepsTheStalePage(t *testing.T) {
-	c, err := cache.Open(context.Background(), cache.Config{Enabled: true, StaleTTL: time.Hour}, cache.WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openConfig(t, cache.Config{Enabled: true, StaleTTL: time.Hour})
 	var failing atomic.Bool
 	var runs atomic.Int32
 	h := Middleware(c, Options{TTL: 50 * time.Millisecond, MaxBody: 1024})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
