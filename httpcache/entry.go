@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,7 +21,7 @@ import (
 // bytes, so the cache's codec never touches a body:
 //
 //	"UHC1 R " status " " created-unix-ms " " fresh-until-unix-ms "\n" header-lines "\r\n" body
-//	"UHC1 V " header-names-comma-separated "\n"
+//	"UHC1 V " header-names-comma-separated " " generation "\n"
 //	"UHC1 P\n"
 const magic = "UHC1 "
 
@@ -44,6 +45,7 @@ type stored struct {
 	rawHeader []byte // "Key: value\r\n" lines, when header is nil
 	body      []byte
 	vary      []string          // kindVary: the request headers the response varies on
+	gen       string            // kindVary: the generation of the variants
 	raw       cache.SharedBytes // the entry it was decoded from, when read from the cache
 }
 
@@ -73,9 +75,16 @@ func encodeResponse(status int, created time.Time, ttl time.Duration, h http.Hea
 	return b.Bytes()
 }
 
-func encodeVary(names []string) []byte {
-	return []byte(magic + "V " + strings.Join(names, ",") + "\n")
+// encodeVary is a Vary marker: the names of the request headers the page
+// varies on, and the generation of its variants. A marker made anew (after
+// a Delete of the page, or its expiry) has a new generation, so that the
+// variants stored under the one before are never reached again.
+func encodeVary(names []string, gen string) []byte {
+	return []byte(magic + "V " + strings.Join(names, ",") + " " + gen + "\n")
 }
+
+// newGeneration returns a generation for a new Vary marker.
+func newGeneration() string { return strconv.FormatUint(rand.Uint64(), 36) }
 
 var passEntry = []byte(magic + "P\n")
 
@@ -92,8 +101,9 @@ func decode(b []byte) (stored, error) {
 	case kindPass:
 		return stored{kind: kindPass}, nil
 	case kindVary:
-		names := strings.Split(strings.TrimPrefix(string(b[len(magic)+1:nl]), " "), ",")
-		return stored{kind: kindVary, vary: names}, nil
+		// Header names hold no space: the generation is after the last one.
+		list, gen, _ := strings.Cut(strings.TrimPrefix(string(b[len(magic)+1:nl]), " "), " ")
+		return stored{kind: kindVary, vary: strings.Split(list, ","), gen: gen}, nil
 	case kindResponse:
 		f := b[len(magic)+1 : nl] // " status created fresh", without allocating
 		var n [3]int64

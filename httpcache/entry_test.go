@@ -29,8 +29,13 @@ func TestEntryRoundTrip(t *testing.T) {
 			t.Fatalf("round trip of %v = %+v, %v", h, s, err)
 		}
 	}
-	if s, err := decode(encodeVary([]string{"Accept-Encoding", "Accept-Language"})); err != nil || len(s.vary) != 2 {
+	if s, err := decode(encodeVary([]string{"Accept-Encoding", "Accept-Language"}, "g1")); err != nil || len(s.vary) != 2 ||
+		s.vary[1] != "Accept-Language" || s.gen != "g1" {
 		t.Fatalf("vary marker = %+v, %v", s, err)
+	}
+	// A marker of the layout before generations reads with none.
+	if s, err := decode([]byte(magic + "V Accept-Encoding\n")); err != nil || len(s.vary) != 1 || s.gen != "" {
+		t.Fatalf("marker without a generation = %+v, %v", s, err)
 	}
 	if _, err := decode([]byte("not an entry")); err == nil {
 		t.Fatal("garbage decoded")

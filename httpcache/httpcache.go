@@ -139,7 +139,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.write(w, r, state, now.Sub(s.created))
 			return
 		case s.kind == kindVary && variant == nil:
-			key, variant = variantKey(key, r, s.vary), s.vary
+			key, variant = variantKey(key, s.gen, r, s.vary), s.vary
 			continue
 		}
 		h.pass(w, r) // a pass marker: the page is not stored
@@ -398,8 +398,9 @@ func (l *loadRun) load(ctx context.Context) (cache.SharedBytes, error) {
 		if len(l.opts) > 0 {
 			setOpts = append(setOpts, l.opts[0].(cache.TagsOption))
 		}
-		_ = h.c.Set(ctx, variantKey(l.key, r, vary), enc, ttl, setOpts...) // a failure only costs the next request a run
-		return encodeVary(vary), nil
+		gen := newGeneration()
+		_ = h.c.Set(ctx, variantKey(l.key, gen, r, vary), enc, ttl, setOpts...) // a failure only costs the next request a run
+		return encodeVary(vary, gen), nil
 	}
 	return enc, nil // the callers share it: it is only read
 }

@@ -97,11 +97,11 @@ func canonical(raw string) bool {
 	return true
 }
 
-// variantKey is base plus the values of the request headers a response
-// varies on.
-func variantKey(base string, r *http.Request, names []string) string {
-	parts := make([]string, 0, 2*len(names)+1)
-	parts = append(parts, base)
+// variantKey is base plus the generation of its Vary marker and the values
+// of the request headers a response varies on.
+func variantKey(base, gen string, r *http.Request, names []string) string {
+	parts := make([]string, 0, 2*len(names)+2)
+	parts = append(parts, base, gen)
 	for _, n := range names {
 		parts = append(parts, strings.ToLower(n), strings.Join(r.Header.Values(n), ", "))
 	}

@@ -2,6 +2,7 @@ package httpcache
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -178,5 +179,45 @@ func TestReview15bLargeServerErrorKeepsTheStalePage(t *testing.T) {
 	h2.ServeHTTP(w, httptest.NewRequest("GET", "/p", nil))
 	if w.Code != http.StatusBadGateway || w.Body.Len() != 2048 || runs.Load() != 1 {
 		t.Errorf("a large 502 without a stale page: %d, %d bytes, %d runs; want the handler's 502 whole, one run", w.Code, w.Body.Len(), runs.Load())
+	}
+}
+
+// TestDeleteOfAPageDropsEveryVariant: a page that varies (on
+// Accept-Encoding here) is dropped whole by a Delete of its Key: a variant
+// stored before it is not served after it, even once another variant has
+// made the page again.
+func TestDeleteOfAPageDropsEveryVariant(t *testing.T) {
+	c := openMemory(t)
+	var version atomic.Int32
+	version.Store(1)
+	h := Middleware(c, Options{})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Vary", "Accept-Encoding")
+		fmt.Fprintf(w, "v%d %s", version.Load(), r.Header.Get("Accept-Encoding"))
+	}))
+	get := func(enc string) string {
+		r := httptest.NewRequest("GET", "/p", nil)
+		if enc != "" {
+			r.Header.Set("Accept-Encoding", enc)
+		}
+		_, b := serve(t, h, r)
+		return b
+	}
+	for range 2 {
+		if b := get("gzip"); b != "v1 gzip" {
+			t.Fatalf("gzip: %q", b)
+		}
+		if b := get(""); b != "v1 " {
+			t.Fatalf("identity: %q", b)
+		}
+	}
+	if err := c.Delete(t.Context(), Key(httptest.NewRequest("GET", "/p", nil))); err != nil {
+		t.Fatal(err)
+	}
+	version.Store(2)
+	if b := get("gzip"); b != "v2 gzip" {
+		t.Errorf("gzip after the Delete: %q, want v2 gzip", b)
+	}
+	if b := get(""); b != "v2 " {
+		t.Errorf("identity after the Delete, once gzip made the page again: %q, want v2", b)
 	}
 }
