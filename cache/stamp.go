@@ -44,12 +44,12 @@ type stampState struct {
 }
 
 // touchEvery is the longest a stamp in use goes without letting the store
-// see a read of its keys; besides, one use in touchSample (picked by the
-// clock's reading) does, so that the store sees a value used often as
-// used often.
+// see a read of its keys; besides, one use in 1<<touchSampleBits (picked
+// by a hash of the clock's reading) does, so that the store sees a value
+// used often as used often.
 const (
-	touchEvery  = time.Second
-	touchSample = 64
+	touchEvery      = time.Second
+	touchSampleBits = 6
 )
 
 // versioner is implemented by an in-process store that counts its writes
@@ -155,7 +155,7 @@ func (s *Stamp) currentAt(elapsed time.Duration, now time.Time) bool {
 		return false
 	}
 	last := s.state.touched.Load()
-	if (uint64(elapsed)*0x9E3779B97F4A7C15)>>58 == 0 || elapsed-time.Duration(last) >= touchEvery {
+	if (uint64(elapsed)*0x9E3779B97F4A7C15)>>(64-touchSampleBits) == 0 || elapsed-time.Duration(last) >= touchEvery {
 		if s.state.touched.CompareAndSwap(last, int64(elapsed)) && !s.touch() {
 			s.state.gone.Store(true)
 			return false

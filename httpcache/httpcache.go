@@ -325,8 +325,8 @@ type loadRun struct {
 	streamed   bool          // the page went past MaxBody and is being sent to w as written
 	sent       chan struct{} // made when streaming begins; closed when the handler is done with it
 	whole      bool          // the handler returned (did not panic) before sent was closed
-	sentClosed bool
-	res        loadResult // what the load found out, told while the request waits for it
+	sentClosed bool          // sent is closed
+	res        loadResult    // what the load found out, told while the request waits for it
 }
 
 // loadResult is what a load found out for the request whose load it was.
