@@ -214,13 +214,17 @@ func NewHandler(svc *ReportService) http.Handler {
 			Err      error
 			Stats    cache.Stats
 			Rendered string
-		}{rep, err, st, time.Now().UTC().Format(time.RFC3339Nano)})
+			PageTTL  time.Duration
+		}{rep, err, st, time.Now().UTC().Format(time.RFC3339Nano), PageTTL})
 	})))
 	mux.HandleFunc("POST /report/refresh", func(w http.ResponseWriter, r *http.Request) {
-		if err := svc.cache.InvalidateTags(r.Context(), PageTag); err != nil {
-			svc.log.WarnContext(r.Context(), "page invalidation failed", "err", err)
+		err := svc.Refresh(r.Context())
+		// The page after the report: a GET / between the two would render
+		// the old report again and cache that page.
+		if ierr := svc.cache.InvalidateTags(r.Context(), PageTag); ierr != nil {
+			svc.log.WarnContext(r.Context(), "page invalidation failed", "err", ierr)
 		}
-		if err := svc.Refresh(r.Context()); err != nil {
+		if err != nil {
 			svc.log.ErrorContext(r.Context(), "refresh failed", "err", err)
 			msg := "cache delete failed; the old report may still be served"
 			if errors.Is(err, cache.ErrUnavailable) {
@@ -292,7 +296,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 <tr><td>loads</td><td>{{.Stats.Loads}}</td></tr>
 <tr><td>stale values served</td><td>{{.Stats.Stale}}</td></tr>
 </table>
-<p>This page was rendered at <time id="rendered">{{.Rendered}}</time> and is cached whole for 30s
+<p>This page was rendered at <time id="rendered">{{.Rendered}}</time> and is cached whole for {{.PageTTL}}
 (see its X-Cache and Age headers); POST /report/refresh drops it with the report.</p>
 </body>
 </html>
