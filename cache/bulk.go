@@ -174,7 +174,7 @@ func (c *Cache) getMany(ctx context.Context, keys []string, hit func(i int, b []
 			if now.IsZero() {
 				now = time.Now()
 			}
-			if found = perr == nil && !e.Absent && e.freshAt(now); found {
+			if found = perr == nil && e.freshAt(now); found {
 				b = e.Value
 				if len(e.Tags) > 0 {
 					e.Value = slices.Clone(e.Value) // b is lent for the call only

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ushka-go/ushka/codec"
+	"github.com/ushka-go/ushka/internal/keycount"
 	"github.com/ushka-go/ushka/internal/memstore"
 )
 
@@ -58,7 +59,7 @@ type Cache struct {
 	staleOnce     sync.Once
 	staleStore    atomic.Pointer[memstore.Store] // fail-safe's local copies
 	staleMu       sync.Mutex                     // orders copies with invalidations
-	invalidations invalidationCounts             // Deletes, Sets and Clears so far, by key shard
+	invalidations keycount.Counts                // Deletes, Sets and Clears so far, by key shard: a hit keeps its outage copy unless its key (or one of its shard) was invalidated meanwhile
 	refreshMu     sync.Mutex
 	refreshFails  map[string]time.Time // no early refresh of the key before it
 
@@ -212,7 +213,7 @@ func (c *Cache) read(ctx context.Context, key string, dst any, fresh bool) (foun
 	}
 	if len(b) > 0 && b[0] == EntryMagic[0] {
 		e, perr := ParseEntry(b)
-		if perr != nil || e.Absent || !e.freshAt(time.Now()) {
+		if perr != nil || !e.freshAt(time.Now()) {
 			return false, near, nil
 		}
 		if len(e.Tags) > 0 {

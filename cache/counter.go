@@ -15,7 +15,7 @@ import (
 
 // Atomic writes: Add (set if absent) and Increment/Decrement. A store that
 // does them atomically implements Adder and Counter (in_memory in its map,
-// redis with SET NX and a script around INCRBY, across processes); for a
+// redis with SET NX, and INCRBY in one MULTI/EXEC with SET NX PX, across processes); for a
 // store without them the front end does them under a lock of its own,
 // which makes them atomic within this process only.
 

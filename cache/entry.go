@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -268,10 +269,23 @@ func (e Entry) needsHeader() bool {
 		bytes.HasPrefix(e.Value, []byte(EntryMagic))
 }
 
-// freshAt reports whether e's value is fresh at now: not a placeholder, not
-// a fail-safe value, and before its Fresh time if it has one.
+// freshAt reports whether e's value is fresh at now: a value (not a
+// placeholder, not a record that the key has none), not a fail-safe value,
+// and before its Fresh time if it has one.
 func (e Entry) freshAt(now time.Time) bool {
-	return !e.Placeholder && !e.Stale && (e.Fresh.IsZero() || now.Before(e.Fresh))
+	return !e.Placeholder && !e.Stale && !e.Absent && (e.Fresh.IsZero() || now.Before(e.Fresh))
+}
+
+// knownMissing reports whether e records, still at now, that its key has
+// no value (CacheMisses): a read takes it for missing, and GetOrSet does
+// not load it.
+func (e Entry) knownMissing(now time.Time) bool {
+	return e.Absent && (e.Fresh.IsZero() || now.Before(e.Fresh))
+}
+
+// errKnownMissing is GetOrSet's error for a key e records as known missing.
+func errKnownMissing(key string) error {
+	return fmt.Errorf("cache: get or set %q: %w (known missing: CacheMisses)", key, ErrNotLoaded)
 }
 
 // refreshDue reports whether a fresh e is past ratio of its freshness, so

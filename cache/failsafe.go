@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"hash/maphash"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ushka-go/ushka/internal/memstore"
@@ -65,9 +62,6 @@ func (c *Cache) holdStale(ctx context.Context, f *flight, j *loadJob) {
 		e.Created = now
 	}
 	keep := e.Created.Add(j.p.staleTTL).Sub(now)
-	if len(e.Tags) > 0 {
-		keep = min(keep, TagLifetime) // a tagged entry never outlives the tokens it can be checked against
-	}
 	if keep <= 0 {
 		if f.token != "" {
 			c.unlock(ctx, f)
@@ -89,36 +83,6 @@ func (c *Cache) holdStale(ctx context.Context, f *flight, j *loadJob) {
 		return
 	}
 	c.write(ctx, f, e, keep, j.p.staleTTL, "cache store of a stale value failed")
-}
-
-// invalidationCounts counts invalidations by shard of keys, and Clears, so
-// that a hit keeps its outage copy unless its own key (or a key of its
-// shard) was invalidated meanwhile: a process that writes other keys
-// steadily still keeps copies of what it reads.
-type invalidationCounts struct {
-	seed   maphash.Seed
-	once   sync.Once
-	clears atomic.Uint64
-	shards [64]atomic.Uint64
-}
-
-func (n *invalidationCounts) shard(key string) *atomic.Uint64 {
-	n.once.Do(func() { n.seed = maphash.MakeSeed() })
-	return &n.shards[maphash.String(n.seed, key)%uint64(len(n.shards))]
-}
-
-// of returns the count for key: it changes with every invalidation of key.
-func (n *invalidationCounts) of(key string) uint64 {
-	return n.shard(key).Load() + n.clears.Load()
-}
-
-// add counts an invalidation of key, or of all keys.
-func (n *invalidationCounts) add(key string, all bool) {
-	if all {
-		n.clears.Add(1)
-		return
-	}
-	n.shard(key).Add(1)
 }
 
 // staleCopies returns the store of local copies, making it on first use.
@@ -195,7 +159,7 @@ func (c *Cache) keepCopy(key string, data []byte, keep time.Duration, epoch *uin
 	}
 	c.staleMu.Lock()
 	defer c.staleMu.Unlock()
-	if epoch != nil && c.invalidations.of(key) != *epoch {
+	if epoch != nil && c.invalidations.Of(key) != *epoch {
 		return
 	}
 	_ = s.Set(context.Background(), key, data, keep)
@@ -226,7 +190,11 @@ func (c *Cache) dropStale(key string, all bool) {
 	// Counted before the copies are looked at: a copy written after this
 	// sees the count changed; one written before is deleted below, under
 	// the lock that keepCopy writes under.
-	c.invalidations.add(key, all)
+	if all {
+		c.invalidations.ChangedAll()
+	} else {
+		c.invalidations.Changed(key)
+	}
 	s := c.staleStore.Load()
 	if s == nil {
 		return // no copies (an in-process store never keeps any)

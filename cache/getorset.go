@@ -68,23 +68,23 @@ func GetOrSet[T any](ctx context.Context, c *Cache, key string, ttl time.Duratio
 	if len(opts) > 0 {
 		p = p.with(opts) // apart, so that p stays on the stack without options
 		if len(p.tags) > 0 {
-			if err := checkTags(fmt.Sprintf("get or set %q", key), p.tags); err != nil {
+			if err := checkTags("get or set", key, p.tags); err != nil {
 				return zero, err
 			}
 		}
 	}
 	var epoch uint64 // a copy of what is read is kept only if no invalidation of key came since
 	if p.staleTTL > 0 && !c.local {
-		epoch = c.invalidations.of(key)
+		epoch = c.invalidations.Of(key)
 	}
 	e, found, near, err := c.readEntry(ctx, key)
 	var now time.Time // read only where a header or fail-safe needs it
 	if err != nil || e.header {
 		now = time.Now()
 	}
-	if err == nil && found && e.Absent && e.freshAt(now) {
+	if err == nil && found && e.knownMissing(now) {
 		c.stats.hits.add()
-		return zero, fmt.Errorf("cache: get or set %q: %w (known missing: CacheMisses)", key, ErrNotLoaded)
+		return zero, errKnownMissing(key)
 	}
 	if err == nil && found && e.freshAt(now) {
 		// The hit path, kept apart from the rest so that its frame stays
@@ -420,9 +420,14 @@ func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, er
 	case j.recheck:
 		// Another flight may have stored the value between our miss and
 		// this flight's start; read once more before paying for a load.
-		if e, found, _, err := c.readEntry(ctx, j.key); err == nil && found && e.freshAt(time.Now()) {
-			if v, err := j.decode(e.Value); err == nil {
-				return v, true, nil
+		if e, found, _, err := c.readEntry(ctx, j.key); err == nil && found {
+			if e.knownMissing(time.Now()) {
+				return nil, false, errKnownMissing(j.key)
+			}
+			if e.freshAt(time.Now()) {
+				if v, err := j.decode(e.Value); err == nil {
+					return v, true, nil
+				}
 			}
 		}
 	}
@@ -438,31 +443,22 @@ func (c *Cache) fetch(ctx context.Context, f *flight, j *loadJob) (any, bool, er
 			c.flightMu.Unlock()
 		}
 	}
-	if j.batched {
-		return c.loadBatched(ctx, j)
-	}
-	c.stats.loads.add()
-	if j.refresh {
-		c.stats.refreshes.add()
+	if !j.batched { // a GetOrSetMany key's load is its batch's: counted and traced there
+		c.stats.loads.add()
+		if j.refresh {
+			c.stats.refreshes.add()
+		}
 	}
 	if j.p.hardTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, j.p.hardTimeout)
 		defer cancel()
+	}
+	if j.batched {
+		v, err := j.load(ctx) // gathered by its batch into one call of loadMany
+		return v, false, err
 	}
 	v, err := c.runLoad(ctx, j)
-	return v, false, err
-}
-
-// loadBatched runs a GetOrSetMany key's load, which its batch gathers
-// into one call of loadMany, under the policy's hard timeout.
-func (c *Cache) loadBatched(ctx context.Context, j *loadJob) (any, bool, error) {
-	if j.p.hardTimeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, j.p.hardTimeout)
-		defer cancel()
-	}
-	v, err := j.load(ctx)
 	return v, false, err
 }
 
@@ -573,6 +569,12 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 	if !ok {
 		return
 	}
+	if len(j.p.tags) > 0 && j.noStore {
+		if f.token != "" {
+			c.unlock(ctx, f)
+		}
+		return
+	}
 	b, err := c.encodeValue(v) // Entry.Append below adds a header if the bytes need one
 	if err != nil {
 		c.stats.errors.add()
@@ -592,12 +594,6 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 	}
 	e := Entry{Value: b, header: bytes.HasPrefix(b, []byte(EntryMagic))}
 	if len(j.p.tags) > 0 {
-		if j.noStore {
-			if f.token != "" {
-				c.unlock(ctx, f)
-			}
-			return
-		}
 		e.Tags, ttl = j.tokens, taggedTTL(ttl)
 	}
 	keep := ttl
@@ -607,9 +603,6 @@ func (c *Cache) storeLoaded(ctx context.Context, f *flight, v any, j *loadJob) {
 		if ttl > 0 {
 			e.Fresh = now.Add(ttl)
 			keep = min(ttl+j.p.staleTTL, MaxTTL)
-			if len(e.Tags) > 0 {
-				keep = min(keep, TagLifetime)
-			}
 		}
 	}
 	c.write(ctx, f, e, keep, j.p.staleTTL, "cache store of loaded value failed")
@@ -653,6 +646,9 @@ func (c *Cache) beginWrite(ctx context.Context, f *flight) (_ context.Context, d
 // and the store is remote, it keeps this process's copy too. It logs a
 // failure with msg.
 func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep, staleTTL time.Duration, msg string) {
+	if len(e.Tags) > 0 {
+		keep = taggedTTL(keep) // a tagged entry never outlives the tokens it can be checked against
+	}
 	data := e.Append(nil)
 	copies := !c.local && staleTTL > 0 && e.needsHeader() && len(e.Tags) == 0 // no copies of tagged entries: see keepStale
 	var err error
@@ -702,7 +698,7 @@ func (c *Cache) write(ctx context.Context, f *flight, e Entry, keep, staleTTL ti
 // read the key again, and the copy would outlive it.
 func (c *Cache) readBack(ctx context.Context, f *flight, data []byte, keep time.Duration) {
 	holds, err := c.stillHolds(ctx, f, func(b []byte) bool { return bytes.Equal(b, data) })
-	epoch := c.invalidations.of(f.key)
+	epoch := c.invalidations.Of(f.key)
 	if err == nil && !holds {
 		c.dropStale(f.key, false)
 		return

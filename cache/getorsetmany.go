@@ -55,7 +55,7 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, ttl time.
 	p := c.policy
 	if len(opts) > 0 {
 		p = p.with(opts)
-		if err := checkTags("get or set many", p.tags); err != nil {
+		if err := checkTags("get or set many", "", p.tags); err != nil {
 			return nil, err
 		}
 	}
@@ -77,6 +77,13 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, ttl time.
 				err = ErrNotLoaded
 			}
 			return v, err
+		}
+	}
+	var epochs []uint64 // as GetOrSet: a hit keeps its outage copy only if no invalidation of its key came since
+	if p.staleTTL > 0 && !c.local {
+		epochs = make([]uint64, len(keys))
+		for i, k := range keys {
+			epochs[i] = c.invalidations.Of(k)
 		}
 	}
 	read := make([]slow, len(keys))
@@ -110,21 +117,25 @@ func GetOrSetMany[T any](ctx context.Context, c *Cache, keys []string, ttl time.
 			}
 		}
 	}
-	for _, r := range read {
+	vals := make([]T, len(keys)) // one array for the values decoded, not one T per key
+	for i, r := range read {
 		key, e := r.key, r.e
-		if r.err == nil && r.found && e.Absent && e.freshAt(now) {
+		if r.err == nil && r.found && e.knownMissing(now) {
 			c.stats.hits.add() // known missing (CacheMisses): left out, not loaded
 			continue
 		}
 		if r.err == nil && r.found && e.freshAt(now) {
-			var v T
-			derr := c.decode(e.Value, &v, true)
+			derr := c.decode(e.Value, &vals[i], true)
 			if derr == nil {
 				c.stats.hits.add()
-				out[key] = v
+				out[key] = vals[i]
 				if e.header {
 					pk := p
-					hitWithHeader(ctx, c, key, ttl, &pk, &e, now, 0, loadOne(key))
+					var epoch uint64
+					if epochs != nil {
+						epoch = epochs[i]
+					}
+					hitWithHeader(ctx, c, key, ttl, &pk, &e, now, epoch, loadOne(key))
 				}
 				continue
 			}

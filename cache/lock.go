@@ -143,31 +143,23 @@ func (c *Cache) lockOrWait(ctx context.Context, f *flight, j *loadJob) (v any, o
 			stop()
 			seen = time.Time{}
 			continue
-		case perr == nil && e.freshAt(time.Now()) && len(e.Tags) > 0 && !c.tagsStillHold(ctx, e):
-			// Fresh, but one of its tags was invalidated since: it is gone
-			// as far as any reader can tell. Delete it, as below.
+		case perr == nil && e.knownMissing(time.Now()):
+			// Another process's batch load left the key out (CacheMisses).
 			stop()
-			if cleared {
-				return nil, false, nil
-			}
-			cleared = true
-			if err := c.store.Delete(ctx, j.key); err != nil {
-				return nil, false, nil
-			}
-			seen = time.Time{}
-			continue
+			return nil, false, errKnownMissing(j.key)
 		case perr != nil || e.freshAt(time.Now()):
 			stop()
-			if perr == nil {
+			if perr == nil && (len(e.Tags) == 0 || c.tagsStillHold(ctx, e)) {
 				if v, err := j.decode(e.Value); err == nil {
 					return v, true, nil // stored by another process, or fresh already
 				}
 			}
-			// An entry of another layout, or one that does not decode as
-			// this type (a struct changed by a deploy): it cannot be locked.
-			// Delete it, which never makes anything stale, and take the
-			// missing key; only once, so that a writer of such entries in
-			// another process cannot keep this load waiting.
+			// An entry of another layout, one that does not decode as this
+			// type (a struct changed by a deploy), or one with a tag
+			// invalidated since (gone as far as any reader can tell): it
+			// cannot be locked. Delete it, which never makes anything stale,
+			// and take the missing key; only once, so that a writer of such
+			// entries in another process cannot keep this load waiting.
 			if cleared {
 				return nil, false, nil // load; without the lease, nothing is stored
 			}

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -277,7 +275,7 @@ func errorType(err error) int {
 		return 1
 	case errors.Is(err, ErrRefused):
 		return 2
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded):
 		return 3
 	case errors.Is(err, context.Canceled):
 		return 4
@@ -298,8 +296,10 @@ func otherErrorType(err error) int {
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		return 3
-	case ne != nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+	case ne != nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		// net.Error covers what a dead store answers with: a refused or
+		// reset connection and a broken pipe (syscall.Errno), a closed
+		// socket (net.ErrClosed), an expired deadline (a Timeout, above).
 		return 1
 	}
 	return 7

@@ -90,7 +90,7 @@ func (c *Cache) Vouch(key string, value SharedBytes, opts ...GetOrSetOption) (s 
 		return Stamp{}, false
 	}
 	e, err := ParseEntry(b)
-	if err != nil || e.Absent || len(e.Value) != len(value) || unsafe.SliceData(e.Value) != unsafe.SliceData(value) {
+	if err != nil || len(e.Value) != len(value) || unsafe.SliceData(e.Value) != unsafe.SliceData(value) {
 		return Stamp{}, false // not the bytes the caller read: they are an older entry's
 	}
 	if !e.freshAt(now) {

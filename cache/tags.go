@@ -62,14 +62,21 @@ func (o TagsOption) String() string { return fmt.Sprintf("WithTags(%q)", o.tags)
 const MaxTagLen = 256
 
 // checkTags returns the error of a tag that is empty or too long.
-func checkTags(op string, tags []string) error {
+func checkTags(op, key string, tags []string) error {
 	for _, t := range tags {
+		var p string
 		switch {
 		case t == "":
-			return sentinelf(ErrInvalidKey, "cache: %s: invalid tag: empty", op)
+			p = "empty"
 		case len(t) > MaxTagLen:
-			return sentinelf(ErrInvalidKey, "cache: %s: invalid tag: %d bytes, longer than %d", op, len(t), MaxTagLen)
+			p = fmt.Sprintf("%d bytes, longer than %d", len(t), MaxTagLen)
+		default:
+			continue
 		}
+		if key != "" {
+			op = fmt.Sprintf("%s %q", op, key) // only on the error path: a tagged hit formats nothing
+		}
+		return sentinelf(ErrInvalidKey, "cache: %s: invalid tag: %s", op, p)
 	}
 	return nil
 }
@@ -90,7 +97,7 @@ func (c *Cache) InvalidateTags(ctx context.Context, tags ...string) error {
 	if c.closed.Load() {
 		return sentinelf(ErrClosed, "cache: invalidate tags: cache is closed")
 	}
-	if err := checkTags("invalidate tags", tags); err != nil {
+	if err := checkTags("invalidate tags", "", tags); err != nil {
 		return err
 	}
 	if len(tags) == 0 {
@@ -255,7 +262,7 @@ func sameToken(cur []byte, recorded string) bool {
 // tagged returns b as a tagged entry of key, with the tokens tags have
 // now, and its ttl (0: the cache's default) cut to TagLifetime.
 func (c *Cache) tagged(ctx context.Context, key string, b []byte, ttl time.Duration, tags []string) ([]byte, time.Duration, error) {
-	if err := checkTags("set "+fmt.Sprintf("%q", key), tags); err != nil {
+	if err := checkTags("set", key, tags); err != nil {
 		return nil, 0, err
 	}
 	tokens, err := c.writeTokens(ctx, tags)

@@ -147,13 +147,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// applies reports whether r may be served from the cache.
+// applies reports whether r may be served from the cache, and its response
+// stored: readyApplies, and no field it bars under any other spelling.
 func (h *handler) applies(r *http.Request) bool {
-	switch {
-	case r.Method != http.MethodGet && r.Method != http.MethodHead:
+	if !h.readyApplies(r) {
 		return false
-	case slices.ContainsFunc(r.Header["Accept"], func(v string) bool { return strings.Contains(v, "text/event-stream") }):
-		return false // a stream of events: nothing to store, and it must not be buffered
 	}
 	// One pass over the fields, whatever their spelling (a request built
 	// by hand may not have canonical keys).
@@ -176,8 +174,10 @@ func (h *handler) applies(r *http.Request) bool {
 	return true
 }
 
-// readyApplies is applies for a request that a ready page would answer,
-// reading the fields by key rather than going through them all: under
+// readyApplies reports whether r may be served a ready page: a GET or
+// HEAD, not for an event stream (nothing to store, and it must not be
+// buffered), without a Range, an Upgrade, or credentials the route does not
+// take. It reads the fields by key rather than going through them all: under
 // their canonical keys, as Go's HTTP servers write them, and the
 // credentials under their lower-case ones too. A field under another
 // spelling is not seen here, and the ready page is served: the page is one
@@ -584,8 +584,9 @@ func (rec *recorder) Write(p []byte) (int, error) {
 		rec.overflow = true
 		if !l.gone {
 			l.sent = make(chan struct{})
+			rec.header = canonicalHeader(rec.header) // record does it too, then at no cost
 			dst := l.w.Header()
-			for k, v := range canonicalHeader(rec.header) {
+			for k, v := range rec.header {
 				dst[k] = v
 			}
 			dst.Del("Content-Length") // unknown to the cache; the server chunks

@@ -15,8 +15,8 @@ import (
 
 // Bulk and atomic calls: GetMany with one MGET (a pipeline of GETs on a
 // Cluster, which rueidis sends to each node in one round trip), SetMany and
-// DeleteMany as pipelines, Add with SET NX, Increment with a script around
-// INCRBY that sets the ttl of a key it creates, in one round trip.
+// DeleteMany as pipelines, Add with SET NX, Increment with INCRBY (and,
+// with a ttl, SET NX PX before it in one MULTI/EXEC), in one round trip.
 
 var (
 	_ cache.Batcher = (*Store)(nil)

@@ -154,9 +154,6 @@ func (e *env) cacheInvalidateTag(args []string) int {
 	}
 	defer c.Close()
 	if err := c.InvalidateTags(e.ctx, tags...); err != nil {
-		if errors.Is(err, cache.ErrInvalidKey) {
-			return e.errorf(ExitUsage, "%v", err)
-		}
 		return e.backendError(err)
 	}
 	fmt.Fprintf(e.stdout, "invalidated the entries tagged %s\n", strings.Join(quoteAll(tags), ", "))

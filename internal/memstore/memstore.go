@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"slices"
 	"strconv"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/ushka-go/ushka/internal/counter"
 	"github.com/ushka-go/ushka/internal/errs"
+	"github.com/ushka-go/ushka/internal/keycount"
 )
 
 // entryOverhead is the heap otter holds per entry besides the arrays of its
@@ -71,39 +71,22 @@ type entry struct {
 type Store struct {
 	c        *otter.Cache[string, entry]
 	closed   atomic.Bool
-	versions versions
+	versions keycount.Counts // the writes, for Version
 }
-
-// versionShards is how many counters share the keys' writes: a key's
-// counter changes with the writes of 1/versionShards of the keys.
-const versionShards = 1024
 
 // BookkeepingPrefix starts the keys that the front end keeps for itself
 // (cache.TagKeyPrefix, the tags' tokens): a write to one may change what
 // any other key reads as, so it counts as a write to every key.
 const BookkeepingPrefix = "__ushka_"
 
-// versions counts the store's writes, by shard of keys and for all keys
-// (Clear, Close, and writes to bookkeeping keys), so that a reader can tell
-// cheaply that nothing was written to a key since it read it (Version).
-type versions struct {
-	seed   maphash.Seed
-	all    atomic.Uint64
-	shards [versionShards]atomic.Uint64
-}
-
 // wrote counts a write to key, after it is done: a reader that read the
 // counters before the write finds them changed.
-func (v *versions) wrote(key string) {
+func (s *Store) wrote(key string) {
 	if strings.HasPrefix(key, BookkeepingPrefix) {
-		v.all.Add(1)
+		s.versions.ChangedAll()
 		return
 	}
-	v.shard(key).Add(1)
-}
-
-func (v *versions) shard(key string) *atomic.Uint64 {
-	return &v.shards[maphash.String(v.seed, key)%versionShards]
+	s.versions.Changed(key)
 }
 
 // Version returns the two counters whose sum changes with every write to
@@ -113,7 +96,7 @@ func (v *versions) shard(key string) *atomic.Uint64 {
 // the same later, the entry it read is still the stored one (unless it
 // expired). They must only be read.
 func (s *Store) Version(key string) (shard, all *atomic.Uint64) {
-	return s.versions.shard(key), &s.versions.all
+	return s.versions.Shard(key), s.versions.All()
 }
 
 // BorrowEntry is Borrow, with how long the entry has left before it
@@ -151,7 +134,6 @@ func New(o Options) (*Store, error) {
 		Clock: o.Clock,
 	}
 	st := &Store{}
-	st.versions.seed = maphash.MakeSeed()
 	// An entry evicted for space or expired is gone as a Delete makes it
 	// gone: a reader that read it must find its key's version changed.
 	// otter reports it just before the entry leaves the table, so a reader
@@ -159,7 +141,7 @@ func New(o Options) (*Store, error) {
 	// still find it; cache.Stamp checks its entry now and then for that.
 	opts.OnAtomicDeletion = func(e otter.DeletionEvent[string, entry]) {
 		if e.WasEvicted() {
-			st.versions.wrote(e.Key)
+			st.wrote(e.Key)
 		}
 	}
 	switch {
@@ -271,7 +253,7 @@ func (s *Store) Set(_ context.Context, key string, value []byte, ttl time.Durati
 		return errs.ErrClosed
 	}
 	s.c.Set(key, entry{data: value, ttl: ttl})
-	s.versions.wrote(key)
+	s.wrote(key)
 	return nil
 }
 
@@ -283,7 +265,7 @@ func (s *Store) Add(_ context.Context, key string, value []byte, ttl time.Durati
 	}
 	_, added := s.c.SetIfAbsent(key, entry{data: value, ttl: ttl})
 	if added {
-		s.versions.wrote(key)
+		s.wrote(key)
 	}
 	return added, nil
 }
@@ -319,7 +301,7 @@ func (s *Store) Increment(_ context.Context, key string, delta int64, ttl time.D
 		return entry{data: strconv.AppendInt(nil, n, 10), ttl: ttl}, otter.WriteOp
 	})
 	if err == nil {
-		s.versions.wrote(key)
+		s.wrote(key)
 	}
 	return n, err
 }
@@ -330,7 +312,7 @@ func (s *Store) Delete(_ context.Context, key string) error {
 		return errs.ErrClosed
 	}
 	s.c.Invalidate(key)
-	s.versions.wrote(key)
+	s.wrote(key)
 	return nil
 }
 
@@ -340,7 +322,7 @@ func (s *Store) Clear(context.Context) error {
 		return errs.ErrClosed
 	}
 	s.c.InvalidateAll()
-	s.versions.all.Add(1)
+	s.versions.ChangedAll()
 	return nil
 }
 
@@ -351,7 +333,7 @@ func (s *Store) Close() error {
 	}
 	s.c.StopAllGoroutines()
 	s.c.InvalidateAll()
-	s.versions.all.Add(1)
+	s.versions.ChangedAll()
 	return nil
 }
 
