@@ -20,9 +20,10 @@ import (
 // keys in a few round trips. The front end checks the keys and the ttl
 // before it calls one, as for the single-key methods.
 type Batcher interface {
-	// GetMany calls fn exactly once for each of keys, in any order: i is
-	// the key's index in keys, and value, found and err are what Get would
-	// return for it. value is only valid during the call of fn: the store
+	// GetMany calls fn exactly once for each of keys, in any order, on the
+	// caller's goroutine, one call at a time (the front end's fn keeps no
+	// lock): i is the key's index in keys, and value, found and err are
+	// what Get would return for it. value is only valid during the call of fn: the store
 	// may lend memory it reuses.
 	GetMany(ctx context.Context, keys []string, fn func(i int, value []byte, found bool, err error))
 	// SetMany stores each item's value under its key for ttl, as Set does,
@@ -346,14 +347,9 @@ func SetMany[T any](ctx context.Context, c *Cache, items map[string]T, ttl time.
 	keys := make([]string, len(batch))
 	for i, it := range batch {
 		keys[i] = it.Key
-		c.stopLoads(it.Key, false)
 	}
-	err := c.writeMany(ctx, "set", "set_many", keys, func() error { return c.batcher.SetMany(ctx, batch, ttl) },
+	return c.invalidateMany(ctx, "set", "set_many", keys, func() error { return c.batcher.SetMany(ctx, batch, ttl) },
 		func(i int) error { return c.store.Set(ctx, batch[i].Key, batch[i].Value, ttl) })
-	for _, k := range keys {
-		c.endInvalidation(k, false)
-	}
-	return err
 }
 
 // DeleteMany removes keys, as [Cache.Delete] does, in one call to the
@@ -365,11 +361,18 @@ func (c *Cache) DeleteMany(ctx context.Context, keys []string) error {
 	if err := c.checkKeys("delete", keys); err != nil {
 		return err
 	}
+	return c.invalidateMany(ctx, "delete", "delete_many", keys, func() error { return c.batcher.DeleteMany(ctx, keys) },
+		func(i int) error { return c.store.Delete(ctx, keys[i]) })
+}
+
+// invalidateMany is writeMany for the writes that invalidate (SetMany,
+// DeleteMany): final, as a Set or a Delete is, for the loads of the keys
+// that began before it (see stopLoads).
+func (c *Cache) invalidateMany(ctx context.Context, op, call string, keys []string, batch func() error, one func(i int) error) error {
 	for _, k := range keys {
 		c.stopLoads(k, false)
 	}
-	err := c.writeMany(ctx, "delete", "delete_many", keys, func() error { return c.batcher.DeleteMany(ctx, keys) },
-		func(i int) error { return c.store.Delete(ctx, keys[i]) })
+	err := c.writeMany(ctx, op, call, keys, batch, one)
 	for _, k := range keys {
 		c.endInvalidation(k, false)
 	}
